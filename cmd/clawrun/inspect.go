@@ -1,0 +1,133 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clawrun/clawrun/runtime"
+)
+
+func newSpecCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "spec AGENT",
+		Short: "Print the OCI runtime config.json clawrun would use for an agent",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prep, err := prepareAgent(g, args[0])
+			if err != nil {
+				return err
+			}
+			b, err := runtime.SpecJSON(prep)
+			if err != nil {
+				return err
+			}
+			_, err = cmd.OutOrStdout().Write(b)
+			return err
+		},
+	}
+}
+
+func newBundleCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "bundle AGENT DIR",
+		Short: "Write an OCI bundle (config.json + rootfs) that runc can also run",
+		Long: `Write DIR/config.json and a copy of the agent's root filesystem in DIR/rootfs.
+'runc run -b DIR ID' then runs the same sandbox clawrun would.`,
+		Args: cobra.ExactArgs(2),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			prep, err := prepareAgent(g, args[0])
+			if err != nil {
+				return err
+			}
+			if err := runtime.WriteBundle(prep, args[1]); err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "bundle written to %s (run it with: runc run -b %s %s)\n", args[1], args[1], args[0])
+			return nil
+		},
+	}
+}
+
+func prepareAgent(g *globals, agent string) (*runtime.Prepared, error) {
+	p, err := loadAgent(g, agent)
+	if err != nil {
+		return nil, err
+	}
+	rt, err := g.runtime()
+	if err != nil {
+		return nil, err
+	}
+	return rt.Prepare(p, agent)
+}
+
+func newInspectCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "inspect NAME|AGENT",
+		Short: "Show every grant, limit, namespace, capability, mask and seccomp rule of a container or agent",
+		Long: `Print the sandbox of a container (by name) or of an agent from the agent file,
+as a flat list to audit top to bottom. For a running container clawrun also
+reads /proc of its init process and checks that seccomp, no_new_privileges,
+empty capabilities and separate namespaces are really in force; a mismatch
+makes inspect fail.`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			rt, err := g.runtime()
+			if err != nil {
+				return err
+			}
+			rep, err := rt.Inspect(args[0])
+			if errors.Is(err, runtime.ErrNotFound) {
+				prep, perr := prepareAgent(g, args[0])
+				if perr != nil {
+					return fmt.Errorf("%q is neither a container nor an agent in the agent file: %w", args[0], perr)
+				}
+				rep, err = runtime.Describe(args[0], prep), nil
+			}
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				enc := json.NewEncoder(cmd.OutOrStdout())
+				enc.SetIndent("", "  ")
+				if err := enc.Encode(rep); err != nil {
+					return err
+				}
+			} else {
+				printReport(cmd.OutOrStdout(), rep)
+			}
+			for _, c := range rep.Live {
+				if !c.OK {
+					return fmt.Errorf("container %s is not sandboxed as planned: %s is %q, expected %q", rep.Name, c.Property, c.Actual, c.Expected)
+				}
+			}
+			return nil
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func printReport(w io.Writer, rep *runtime.Report) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintf(tw, "name\t%s\n", rep.Name)
+	for _, l := range rep.Lines {
+		fmt.Fprintf(tw, "%s\t%s\n", l.Kind, l.Value)
+	}
+	if len(rep.Live) > 0 {
+		fmt.Fprintln(tw, "\nenforced (read from /proc)\t")
+		for _, c := range rep.Live {
+			mark := "ok"
+			if !c.OK {
+				mark = "MISMATCH"
+			}
+			fmt.Fprintf(tw, "%s\t%s (%s)\n", c.Property, c.Actual, mark)
+		}
+	}
+	_ = tw.Flush()
+}

@@ -1,0 +1,147 @@
+// Command clawrun runs AI agents in rootless containers, one container per
+// agent, each seeing only what its agent file grants.
+package main
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+
+	"github.com/opencontainers/runc/libcontainer"
+	// nsenter's constructor runs before the Go runtime when clawrun is
+	// re-executed as the container init; cgroups/devices lets the cgroup
+	// manager apply device rules (without it start fails as root).
+	_ "github.com/opencontainers/cgroups/devices"
+	_ "github.com/opencontainers/runc/libcontainer/nsenter"
+	"github.com/spf13/cobra"
+
+	"github.com/clawrun/clawrun/runtime"
+)
+
+func init() {
+	if len(os.Args) > 1 && os.Args[1] == "init" {
+		// libcontainer re-executes /proc/self/exe init inside the new
+		// namespaces; this never returns.
+		libcontainer.Init()
+	}
+	if len(os.Args) > 1 && os.Args[1] == runtime.NestedCommand {
+		// A rootless run re-executed inside its outer user namespace.
+		runtime.ServeNested()
+	}
+}
+
+// exitError carries an exit code up to main without printing twice.
+type exitError struct {
+	code int
+	err  error
+}
+
+func (e *exitError) Error() string {
+	if e.err == nil {
+		return ""
+	}
+	return e.err.Error()
+}
+func (e *exitError) Unwrap() error { return e.err }
+
+// Exit codes of clawrun itself; `run` and `exec` otherwise return the agent's.
+const (
+	exitFailure    = 1   // a clawrun command failed
+	exitRunFailure = 125 // `run`/`exec` could not start the container
+)
+
+type globals struct {
+	root   string
+	data   string
+	config string
+}
+
+func (g *globals) runtime() (*runtime.Runtime, error) {
+	return runtime.New(g.root, g.data)
+}
+
+func main() {
+	os.Exit(run(os.Args[1:]))
+}
+
+func run(args []string) int {
+	cmd := newRootCmd()
+	cmd.SetArgs(args)
+	err := cmd.Execute()
+	if err == nil {
+		return 0
+	}
+	var ee *exitError
+	if errors.As(err, &ee) {
+		if ee.err != nil {
+			fmt.Fprintln(os.Stderr, "clawrun:", ee.err)
+		}
+		return ee.code
+	}
+	fmt.Fprintln(os.Stderr, "clawrun:", err)
+	return exitFailure
+}
+
+func newRootCmd() *cobra.Command {
+	g := &globals{}
+	root := &cobra.Command{
+		Use:   "clawrun",
+		Short: "Run AI agents in rootless containers, each seeing only what it was granted",
+		Long: `clawrun runs each AI agent in its own rootless Linux container (runc's
+libcontainer, user namespaces, seccomp, no capabilities), declared in an agent
+file (clawrun.yaml). No daemon and no sudo are needed.`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+	}
+	root.PersistentFlags().StringVar(&g.root, "root", defaultStateDir(), "directory for live container state")
+	root.PersistentFlags().StringVar(&g.data, "data", defaultDataDir(), "directory for durable data (logs)")
+	root.PersistentFlags().StringVarP(&g.config, "config", "c", "", "agent file (default ./clawrun.yaml)")
+	root.AddCommand(
+		newRunCmd(g), newExecCmd(g), newPsCmd(g), newLogsCmd(g), newStopCmd(g),
+		newKillCmd(g), newRmCmd(g), newSpecCmd(g), newBundleCmd(g), newInspectCmd(g),
+		newDemoCmd(g), newVersionCmd(),
+	)
+	return root
+}
+
+// defaultStateDir follows the XDG runtime dir for rootless users, /run for
+// root. Without XDG_RUNTIME_DIR (e.g. under su) a per-uid dir in /tmp is
+// used; New() refuses it if another user owns it.
+func defaultStateDir() string {
+	if os.Geteuid() == 0 {
+		return "/run/clawrun"
+	}
+	if d := os.Getenv("XDG_RUNTIME_DIR"); d != "" {
+		return filepath.Join(d, "clawrun")
+	}
+	return filepath.Join(os.TempDir(), "clawrun-"+strconv.Itoa(os.Geteuid()))
+}
+
+func defaultDataDir() string {
+	if os.Geteuid() == 0 {
+		return "/var/lib/clawrun"
+	}
+	if d := os.Getenv("XDG_DATA_HOME"); d != "" {
+		return filepath.Join(d, "clawrun")
+	}
+	if h, err := os.UserHomeDir(); err == nil {
+		return filepath.Join(h, ".local", "share", "clawrun")
+	}
+	return filepath.Join(os.TempDir(), "clawrun-data-"+strconv.Itoa(os.Geteuid()))
+}
+
+var version = "dev"
+
+func newVersionCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print clawrun's version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			fmt.Fprintln(cmd.OutOrStdout(), "clawrun", version)
+			return nil
+		},
+	}
+}

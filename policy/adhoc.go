@@ -1,0 +1,161 @@
+package policy
+
+import (
+	"fmt"
+	"os"
+	"strings"
+)
+
+// AdHocOptions describe a container run from command-line flags instead of
+// an agent file (`clawrun run --rootfs ... -- CMD`).
+type AdHocOptions struct {
+	Name    string
+	Rootfs  string
+	Command []string
+	Mounts  []string // "SRC:DST[:ro|rw]", SRC relative to the current directory
+	Memory  string   // size, e.g. 256M; empty for no limit
+	CPUs    float64  // 0 for no limit
+	Pids    int64    // 0 for no limit
+	Env     []string // KEY=VAL
+	Workdir string   // default /
+	User    string   // "uid" or "uid:gid"; empty leaves UserSet false
+}
+
+// AdHoc validates o with the same rules as an agent file and returns its
+// Plan. Every problem is reported, each a *FieldError naming the flag.
+func AdHoc(o AdHocOptions) (*Plan, error) {
+	var c collector
+	base, err := os.Getwd()
+	if err != nil {
+		return nil, fmt.Errorf("ad-hoc run: current directory: %w", err)
+	}
+	if o.Name == "" {
+		c.add(0, "--name", "missing: give the container a name")
+	} else if err := ValidName(o.Name); err != nil {
+		c.add(0, "--name", "%v", err)
+	}
+	p := newPlan(o.Name)
+
+	if o.Rootfs == "" {
+		c.add(0, "--rootfs", "missing: give the directory holding the root filesystem")
+	} else if r, err := resolveRootfs(base, o.Rootfs); err != nil {
+		c.add(0, "--rootfs", "%v", err)
+	} else {
+		p.Rootfs = r
+	}
+
+	if len(o.Command) == 0 || o.Command[0] == "" {
+		c.add(0, "command", "missing: give the program to run after --, e.g. clawrun run --rootfs ./rootfs -- /agent")
+	}
+	for i, a := range o.Command {
+		if err := checkArg(a); err != nil {
+			c.add(0, fmt.Sprintf("command[%d]", i), "%v", err)
+		}
+	}
+	p.Command = append([]string(nil), o.Command...)
+
+	seen := map[string]string{}
+	for _, m := range o.Mounts {
+		g, ok := adHocMount(&c, base, m)
+		if !ok {
+			continue
+		}
+		if prev, dup := seen[g.Path]; dup {
+			c.add(0, "--mount", "%q: %s is already mounted by %q: each container path may be granted once", m, g.Path, prev)
+			continue
+		}
+		seen[g.Path] = m
+		p.Grants = append(p.Grants, g)
+	}
+
+	if o.Memory != "" {
+		if n, err := parseMemory(o.Memory); err != nil {
+			c.add(0, "--memory", "%v", err)
+		} else {
+			p.Limits.MemoryBytes = n
+		}
+	}
+	if o.CPUs != 0 {
+		if err := checkCPUs(o.CPUs); err != nil {
+			c.add(0, "--cpus", "%v", err)
+		} else {
+			p.Limits.CPUs = o.CPUs
+		}
+	}
+	if o.Pids != 0 {
+		if err := checkPids(o.Pids); err != nil {
+			c.add(0, "--pids", "%v", err)
+		} else {
+			p.Limits.Pids = o.Pids
+		}
+	}
+
+	vars := map[string]string{}
+	for _, kv := range o.Env {
+		k, v, ok := strings.Cut(kv, "=")
+		switch {
+		case !ok:
+			c.add(0, "--env", "%q is not KEY=VALUE: write %s=value (use %s= for an empty value)", kv, kv, kv)
+		case checkEnvKey(k) != nil:
+			c.add(0, "--env", "%v", checkEnvKey(k))
+		case checkEnvValue(k, v) != nil:
+			c.add(0, "--env", "%v", checkEnvValue(k, v))
+		default:
+			if _, dup := vars[k]; dup {
+				c.add(0, "--env", "%s is given twice: keep one", k)
+				continue
+			}
+			vars[k] = v
+		}
+	}
+	p.Env = buildEnv(vars)
+
+	if o.Workdir != "" {
+		if w, err := parseWorkdir(o.Workdir); err != nil {
+			c.add(0, "--workdir", "%v", err)
+		} else {
+			p.Workdir = w
+		}
+	}
+	if o.User != "" {
+		if u, err := parseUser(o.User); err != nil {
+			c.add(0, "--user", "%v", err)
+		} else {
+			p.User, p.UserSet = u, true
+		}
+	}
+
+	if err := c.err(); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+// adHocMount parses one --mount "SRC:DST[:ro|rw]", reporting every problem.
+func adHocMount(c *collector, base, m string) (Grant, bool) {
+	parts := strings.Split(m, ":")
+	if len(parts) < 2 || len(parts) > 3 {
+		c.add(0, "--mount", "%q is not SRC:DST[:ro|rw]: give the host path and the container path, e.g. --mount ./data:/data:ro", m)
+		return Grant{}, false
+	}
+	before := c.n()
+	g := Grant{Mode: ReadOnly}
+	if h, err := resolveHost(base, parts[0]); err != nil {
+		c.add(0, "--mount", "%q: source %v", m, err)
+	} else {
+		g.Host = h
+	}
+	if p, err := containerPath(parts[1]); err != nil {
+		c.add(0, "--mount", "%q: destination %v", m, err)
+	} else {
+		g.Path = p
+	}
+	if len(parts) == 3 {
+		if md, err := parseMode(parts[2]); err != nil {
+			c.add(0, "--mount", "%q: %v", m, err)
+		} else {
+			g.Mode = md
+		}
+	}
+	return g, c.n() == before
+}

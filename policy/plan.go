@@ -1,0 +1,78 @@
+// Package policy reads agent files (clawrun.yaml), validates them and resolves
+// each agent into an immutable Plan: the single description of what the
+// agent's container may see and do. It never touches the kernel or network.
+package policy
+
+// Mode is the access a grant gives to the container.
+type Mode string
+
+const (
+	ReadOnly  Mode = "ro"
+	ReadWrite Mode = "rw"
+)
+
+// Grant is one host path made visible inside the container.
+type Grant struct {
+	Host string // absolute, cleaned, symlinks resolved host path
+	Path string // absolute path inside the container
+	Mode Mode
+}
+
+// User is a uid:gid pair inside the container.
+type User struct {
+	UID uint32
+	GID uint32
+}
+
+// Limits are the resource limits of one agent. Zero means "not set".
+type Limits struct {
+	MemoryBytes int64   // memory limit in bytes (swap is not granted beyond it)
+	CPUs        float64 // CPU quota in cores, e.g. 0.5
+	Pids        int64   // maximum number of tasks
+}
+
+// IsZero reports whether no limit is set.
+func (l Limits) IsZero() bool { return l.MemoryBytes == 0 && l.CPUs == 0 && l.Pids == 0 }
+
+// IDMap says how container ids map to host ids.
+type IDMap string
+
+const (
+	// IDMapAuto uses subordinate ids from /etc/subuid and /etc/subgid
+	// (through newuidmap/newgidmap when rootless) where the host user has
+	// them, and a single-id map otherwise.
+	IDMapAuto IDMap = "auto"
+	// IDMapSingle maps only the container's root to the invoking host user.
+	IDMapSingle IDMap = "single"
+)
+
+// Network is the network mode of an agent. Only "none" (loopback only) exists
+// so far; egress grants come with the egress proxy.
+type Network string
+
+const NetworkNone Network = "none"
+
+// Plan is the resolved, validated description of one agent's container.
+// A Plan is built only by this package (Load/Resolve/AdHoc) and must be
+// treated as immutable by callers.
+type Plan struct {
+	Name    string   // agent name from the file, or the ad-hoc run's name
+	Source  string   // absolute path of the agent file; empty for ad-hoc runs
+	Rootfs  string   // absolute host path of the root filesystem directory
+	Command []string // argv of the agent process
+	Env     []string // KEY=value, sorted by key; PATH and HOME defaulted
+	Workdir string   // absolute path inside the container
+	// User is the uid:gid the agent runs as inside. UserSet is false when
+	// the file did not say: the runtime then picks a non-root uid when
+	// subordinate ids exist, and root-in-userns (the invoking host user,
+	// no capabilities) with a single-id map.
+	User     User
+	UserSet  bool
+	Grants   []Grant
+	Network  Network
+	Limits   Limits
+	Seccomp  string // seccomp profile name ("default")
+	TmpSize  int64  // size of the tmpfs on /tmp, in bytes
+	IDMap    IDMap
+	Hostname string
+}

@@ -1,0 +1,196 @@
+package runtime
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"strconv"
+	"strings"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/seccomp"
+)
+
+// Report is what `clawrun inspect` prints: the sandbox as one flat list a
+// person can audit top to bottom (the bubblewrap idea), and for a running
+// container what the kernel actually enforces.
+type Report struct {
+	Name  string   `json:"name"`
+	Lines []Line   `json:"lines"`
+	Live  []Check  `json:"live,omitempty"`
+	Notes []string `json:"notes,omitempty"`
+}
+
+// Line is one setting of the sandbox.
+type Line struct {
+	Kind  string `json:"kind"`
+	Value string `json:"value"`
+}
+
+// Check compares one enforced property of a running container with the
+// plan. A check that fails is a defect, never a silent "sandboxed".
+type Check struct {
+	Property string `json:"property"`
+	Expected string `json:"expected"`
+	Actual   string `json:"actual"`
+	OK       bool   `json:"ok"`
+}
+
+// Describe lists every setting of a prepared container.
+func Describe(name string, p *Prepared) *Report {
+	r := &Report{Name: name}
+	add := func(kind, format string, a ...any) { r.Lines = append(r.Lines, Line{kind, fmt.Sprintf(format, a...)}) }
+	s := p.Spec
+	if p.Plan.Source != "" {
+		add("source", "%s (agent %s)", p.Plan.Source, p.Plan.Name)
+	}
+	add("rootfs", "%s (read-only: %v)", s.Root.Path, s.Root.Readonly)
+	add("command", "%q", s.Process.Args)
+	add("workdir", "%s", s.Process.Cwd)
+	for _, e := range s.Process.Env {
+		add("env", "%s", e)
+	}
+	id := p.Identity
+	add("user", "%d:%d inside = host uid %d gid %d", id.User.UID, id.User.GID, id.HostUID, id.HostGID)
+	switch id.Kind {
+	case "single":
+		add("idmap", "single-id map: only container root exists and it is you on the host (no capabilities); other ids are unmapped (nobody)")
+	default:
+		add("idmap", "subordinate ids from /etc/subuid and /etc/subgid; agent id kept as the host user")
+	}
+	for _, m := range s.Linux.UIDMappings {
+		add("uidmap", "container %d-%d -> host %d-%d", m.ContainerID, m.ContainerID+m.Size-1, m.HostID, m.HostID+m.Size-1)
+	}
+	for _, m := range s.Linux.GIDMappings {
+		add("gidmap", "container %d-%d -> host %d-%d", m.ContainerID, m.ContainerID+m.Size-1, m.HostID, m.HostID+m.Size-1)
+	}
+	for _, ns := range s.Linux.Namespaces {
+		add("namespace", "%s (new)", ns.Type)
+	}
+	add("network", "%s: loopback only, no route out", p.Plan.Network)
+	add("hostname", "%s", s.Hostname)
+	c := s.Process.Capabilities
+	add("capabilities", "effective=%s permitted=%s bounding=%s ambient=%s", capList(c.Effective), capList(c.Permitted), capList(c.Bounding), capList(c.Ambient))
+	add("no_new_privileges", "%v", s.Process.NoNewPrivileges)
+	for _, m := range s.Mounts {
+		kind := "mount"
+		if m.Type == "bind" {
+			kind = "grant"
+		}
+		add(kind, "%s %s <- %s [%s]", m.Destination, m.Type, m.Source, strings.Join(m.Options, ","))
+	}
+	for _, m := range s.Linux.MaskedPaths {
+		add("masked", "%s", m)
+	}
+	for _, m := range s.Linux.ReadonlyPaths {
+		add("readonly", "%s", m)
+	}
+	add("seccomp", "profile %q", p.Plan.Seccomp)
+	for _, l := range seccomp.Summary(s.Linux.Seccomp) {
+		add("seccomp", "%s", l)
+	}
+	add("limits", "%s", limitsText(s.Linux.Resources, p.CgroupsPath))
+	if p.CgroupsPath != "" {
+		add("cgroup", "%s", p.CgroupsPath)
+	} else {
+		add("cgroup", "none of its own (rootless on this host); no limits declared")
+	}
+	return r
+}
+
+func capList(c []string) string {
+	if len(c) == 0 {
+		return "none"
+	}
+	return strings.Join(c, ",")
+}
+
+func limitsText(r *specs.LinuxResources, cg string) string {
+	if r == nil {
+		return "none declared"
+	}
+	var parts []string
+	if r.Memory != nil && r.Memory.Limit != nil {
+		parts = append(parts, fmt.Sprintf("memory=%d bytes (swap off)", *r.Memory.Limit))
+	}
+	if r.CPU != nil && r.CPU.Quota != nil && r.CPU.Period != nil {
+		parts = append(parts, fmt.Sprintf("cpus=%.2f (quota %dus per %dus)", float64(*r.CPU.Quota)/float64(*r.CPU.Period), *r.CPU.Quota, *r.CPU.Period))
+	}
+	if r.Pids != nil && r.Pids.Limit != nil {
+		parts = append(parts, fmt.Sprintf("pids=%d", *r.Pids.Limit))
+	}
+	return strings.Join(parts, " ") + " enforced by cgroup " + cg
+}
+
+// Inspect describes a container: its plan and, when it runs, what the
+// kernel enforces on its init process.
+func (r *Runtime) Inspect(name string) (*Report, error) {
+	c, m, err := r.load(name)
+	if err != nil {
+		return nil, err
+	}
+	if m.Plan == nil || m.Identity == nil {
+		return nil, fmt.Errorf("container %s: no clawrun record (created by another tool?)", name)
+	}
+	s, err := Spec(m.Plan, m.Identity, m.CgroupsPath)
+	if err != nil {
+		return nil, err
+	}
+	rep := Describe(name, &Prepared{Plan: m.Plan, Identity: m.Identity, CgroupsPath: m.CgroupsPath, Spec: s})
+	in := info(c, m)
+	rep.Lines = append([]Line{{"status", in.Status}}, rep.Lines...)
+	if in.Pid > 0 {
+		rep.Live = LiveChecks(in.Pid)
+	}
+	return rep, nil
+}
+
+// LiveChecks reads /proc/PID of a container's init and checks that the
+// sandbox is really in place.
+func LiveChecks(pid int) []Check {
+	var out []Check
+	st, err := procStatus(pid)
+	if err != nil {
+		return []Check{{Property: "process", Expected: "readable /proc/" + strconv.Itoa(pid), Actual: err.Error()}}
+	}
+	want := func(prop, expected, actual string) {
+		out = append(out, Check{Property: prop, Expected: expected, Actual: actual, OK: expected == actual})
+	}
+	want("Seccomp (/proc status)", "2", st["Seccomp"])
+	want("NoNewPrivs", "1", st["NoNewPrivs"])
+	for _, k := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb"} {
+		want(k, "0000000000000000", st[k])
+	}
+	for _, ns := range []string{"user", "mnt", "pid", "ipc", "uts", "cgroup", "net"} {
+		self, err1 := os.Readlink("/proc/self/ns/" + ns)
+		theirs, err2 := os.Readlink(fmt.Sprintf("/proc/%d/ns/%s", pid, ns))
+		if err1 != nil || err2 != nil {
+			out = append(out, Check{Property: "namespace " + ns, Expected: "separate", Actual: "unreadable"})
+			continue
+		}
+		actual := "separate"
+		if self == theirs {
+			actual = "shared with clawrun"
+		}
+		want("namespace "+ns, "separate", actual)
+	}
+	return out
+}
+
+func procStatus(pid int) (map[string]string, error) {
+	f, err := os.Open(fmt.Sprintf("/proc/%d/status", pid))
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	m := map[string]string{}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		k, v, ok := strings.Cut(sc.Text(), ":")
+		if ok {
+			m[k] = strings.TrimSpace(v)
+		}
+	}
+	return m, sc.Err()
+}

@@ -1,0 +1,288 @@
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/rootfs"
+)
+
+// Rootless with subordinate ids, the agent runs as a non-root uid that maps
+// to the invoking user while the container's root maps to a subordinate id.
+// libcontainer cannot set that up from outside: as an unprivileged process it
+// must chown its exec fifo and stdio to the container's root, which is not
+// the caller. So clawrun does what rootless Podman does: it re-executes
+// itself in an outer user namespace (0 = the user, 1..N = the subordinate
+// range, written by newuidmap/newgidmap), where it is root over exactly
+// those ids, and drives libcontainer from there. The container's user
+// namespace is a child of the outer one, so the user still owns it: ps,
+// signals, exec and rm work from the host without re-entering.
+
+// NestedCommand is argv[1] of a clawrun process re-executed to run a
+// container inside the outer user namespace. main must call ServeNested
+// for it before anything else.
+const NestedCommand = "__nested-run"
+
+const nestedStageEnv = "_CLAWRUN_NESTED_STAGE"
+
+func needsOuterUserns(id *Identity, h Host) bool {
+	return h.Rootless() && id.Kind == "subordinate"
+}
+
+// nestedRequest is what the parent hands the re-executed child on fd 3.
+type nestedRequest struct {
+	StateDir string     `json:"state_dir"`
+	DataDir  string     `json:"data_dir"`
+	Prepared *Prepared  `json:"prepared"`
+	Options  RunOptions `json:"options"`
+}
+
+// nestedResult is what the child reports back on fd 4 when it fails.
+type nestedResult struct {
+	Code     int    `json:"code"`
+	Error    string `json:"error"`
+	Kind     string `json:"kind,omitempty"`
+	Finished bool   `json:"finished"`
+}
+
+// outerMap is the outer namespace's map: 0 is the user, 1..n the range.
+func outerMap(hostID int, sub SubRange) []specs.LinuxIDMapping {
+	n := sub.Count
+	if n > maxContainerIDs-1 {
+		n = maxContainerIDs - 1
+	}
+	return []specs.LinuxIDMapping{
+		{ContainerID: 0, HostID: uint32(hostID), Size: 1},
+		{ContainerID: 1, HostID: uint32(sub.Start), Size: uint32(n)},
+	}
+}
+
+// toOuter rewrites host ids of container mappings into outer-namespace ids.
+func toOuter(ms []specs.LinuxIDMapping, hostID int, sub SubRange) []specs.LinuxIDMapping {
+	out := make([]specs.LinuxIDMapping, len(ms))
+	for i, m := range ms {
+		out[i] = m
+		if m.HostID == uint32(hostID) {
+			out[i].HostID = 0
+		} else {
+			out[i].HostID = m.HostID - uint32(sub.Start) + 1
+		}
+	}
+	return out
+}
+
+func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
+	subU, _ := firstRange(r.Host.SubUIDs)
+	subG, _ := firstRange(r.Host.SubGIDs)
+	inner := *prep
+	spec := *prep.Spec
+	lin := *spec.Linux
+	lin.UIDMappings = toOuter(prep.Identity.UIDMappings, r.Host.UID, subU)
+	lin.GIDMappings = toOuter(prep.Identity.GIDMappings, r.Host.GID, subG)
+	spec.Linux = &lin
+	inner.Spec = &spec
+	inner.HostIdentity = prep.Identity
+	req := nestedRequest{StateDir: r.StateDir, DataDir: r.DataDir, Prepared: &inner, Options: o}
+	req.Options.Stdin, req.Options.Stdout, req.Options.Stderr = nil, nil, nil
+
+	reqR, reqW, err := os.Pipe()
+	if err != nil {
+		return -1, err
+	}
+	resR, resW, err := os.Pipe()
+	if err != nil {
+		return -1, err
+	}
+	defer resR.Close()
+	self, err := os.Executable()
+	if err != nil {
+		return -1, err
+	}
+	cmd := exec.Command(self, NestedCommand)
+	cmd.Env = withEnv(os.Environ(), nestedStageEnv, "1")
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	cmd.ExtraFiles = []*os.File{reqR, resW}
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
+	if o.Detach {
+		// The child must outlive nothing: it exits right after starting the
+		// container, but a detached container must not die with us.
+		cmd.SysProcAttr.Pdeathsig = 0
+	}
+	sigs := make(chan os.Signal, 16)
+	if !o.Detach {
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+	}
+	if err := cmd.Start(); err != nil {
+		reqR.Close()
+		reqW.Close()
+		resW.Close()
+		return -1, fmt.Errorf("start outer user namespace: %w", err)
+	}
+	reqR.Close()
+	resW.Close()
+	pid := cmd.Process.Pid
+	if err := writeMap("newuidmap", pid, outerMap(r.Host.UID, subU)); err == nil {
+		err = writeMap("newgidmap", pid, outerMap(r.Host.GID, subG))
+		if err != nil {
+			return killNested(cmd, reqW, err)
+		}
+	} else {
+		return killNested(cmd, reqW, err)
+	}
+	if _, err := reqW.Write([]byte{'.'}); err != nil {
+		return killNested(cmd, reqW, err)
+	}
+	if err := json.NewEncoder(reqW).Encode(&req); err != nil {
+		return killNested(cmd, reqW, err)
+	}
+	reqW.Close()
+
+	done := make(chan struct{})
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s != unix.SIGWINCH {
+					_ = cmd.Process.Signal(s)
+				}
+			case <-done:
+				return
+			}
+		}
+	}()
+	werr := cmd.Wait()
+	close(done)
+	var res nestedResult
+	b, _ := io.ReadAll(resR)
+	if len(b) == 0 {
+		if werr != nil {
+			return -1, fmt.Errorf("outer user namespace: %w", werr)
+		}
+		return -1, errors.New("outer user namespace: exited without a result")
+	}
+	if err := json.Unmarshal(b, &res); err != nil {
+		return -1, fmt.Errorf("outer user namespace: bad result: %w", err)
+	}
+	if res.Error != "" {
+		return res.Code, &nestedError{msg: res.Error, kind: res.Kind}
+	}
+	return res.Code, nil
+}
+
+func killNested(cmd *exec.Cmd, w *os.File, err error) (int, error) {
+	w.Close()
+	_ = cmd.Process.Kill()
+	_ = cmd.Wait()
+	return -1, err
+}
+
+// writeMap runs newuidmap/newgidmap, the setuid helpers that let an
+// unprivileged user map its subordinate ranges.
+func writeMap(tool string, pid int, ms []specs.LinuxIDMapping) error {
+	args := []string{strconv.Itoa(pid)}
+	for _, m := range ms {
+		args = append(args, strconv.Itoa(int(m.ContainerID)), strconv.Itoa(int(m.HostID)), strconv.Itoa(int(m.Size)))
+	}
+	out, err := exec.Command(tool, args...).CombinedOutput()
+	if err != nil {
+		return fmt.Errorf("%s %v: %w: %s (check /etc/subuid and /etc/subgid, or set idmap: single)", tool, args, err, out)
+	}
+	return nil
+}
+
+// nestedError carries an error across the outer namespace boundary while
+// keeping the sentinel errors callers match on.
+type nestedError struct {
+	msg  string
+	kind string
+}
+
+func (e *nestedError) Error() string { return e.msg }
+
+func (e *nestedError) Is(target error) bool {
+	switch e.kind {
+	case "name_in_use":
+		return target == ErrNameInUse
+	case "command_not_found":
+		return target == rootfs.ErrCommandNotFound
+	}
+	return false
+}
+
+func errorKind(err error) string {
+	switch {
+	case errors.Is(err, ErrNameInUse):
+		return "name_in_use"
+	case errors.Is(err, rootfs.ErrCommandNotFound):
+		return "command_not_found"
+	}
+	return ""
+}
+
+// ServeNested is the child side of runNested. In stage 1 the process waits
+// for its id maps, then re-executes itself: capabilities in a user namespace
+// are computed at execve, and at the first execve the maps did not exist yet.
+// Stage 2 runs the container as root of the outer namespace. It never
+// returns.
+func ServeNested() {
+	if os.Getenv(nestedStageEnv) == "1" {
+		// Wait for the parent to write our maps: it then sends one byte,
+		// followed by the request, which stage 2 reads from the same fd.
+		var b [1]byte
+		if n, err := unix.Read(3, b[:]); err != nil || n != 1 {
+			os.Exit(125)
+		}
+		env := withEnv(os.Environ(), nestedStageEnv, "2")
+		err := unix.Exec("/proc/self/exe", []string{os.Args[0], NestedCommand}, env)
+		fmt.Fprintln(os.Stderr, "clawrun: re-exec in user namespace:", err)
+		os.Exit(125)
+	}
+	res := nestedResult{Code: -1}
+	resF := os.NewFile(4, "result")
+	defer func() {
+		_ = json.NewEncoder(resF).Encode(&res)
+		resF.Close()
+		code := res.Code
+		if code < 0 {
+			code = 125
+		}
+		os.Exit(code)
+	}()
+	var req nestedRequest
+	if err := json.NewDecoder(os.NewFile(3, "request")).Decode(&req); err != nil {
+		res.Error = "outer user namespace: read request: " + err.Error()
+		return
+	}
+	r := &Runtime{StateDir: req.StateDir, DataDir: req.DataDir, Host: Host{UID: 0, GID: 0}}
+	o := req.Options
+	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
+	code, err := r.start(req.Prepared, o, false)
+	res.Code, res.Finished = code, true
+	if err != nil {
+		res.Error, res.Kind = err.Error(), errorKind(err)
+	}
+}
+
+// withEnv sets key in env, replacing earlier values: Go's getenv takes the
+// first of duplicates.
+func withEnv(env []string, key, val string) []string {
+	out := make([]string, 0, len(env)+1)
+	for _, e := range env {
+		if !strings.HasPrefix(e, key+"=") {
+			out = append(out, e)
+		}
+	}
+	return append(out, key+"="+val)
+}

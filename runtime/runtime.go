@@ -1,0 +1,546 @@
+// Package runtime turns a policy.Plan into an OCI spec and runs it through
+// runc's libcontainer: create, start, exec, signal, delete and state. It
+// knows nothing about chat transports.
+package runtime
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"sort"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/opencontainers/cgroups"
+	"github.com/opencontainers/runc/libcontainer"
+	"github.com/opencontainers/runc/libcontainer/configs"
+	"github.com/opencontainers/runc/libcontainer/specconv"
+	"github.com/opencontainers/runtime-spec/specs-go"
+	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/policy"
+	"github.com/clawrun/clawrun/rootfs"
+)
+
+// Exit codes that follow the shell's conventions.
+const (
+	ExitCommandNotFound = 127
+	ExitSignalBase      = 128
+)
+
+// metaFile is clawrun's record of a container, kept next to libcontainer's
+// state.json so that deleting the container deletes both.
+const metaFile = "clawrun.json"
+
+// Errors callers match on to choose exit codes and messages.
+var (
+	ErrNotFound   = errors.New("no such container")
+	ErrNameInUse  = errors.New("name already in use")
+	ErrNotRunning = errors.New("container is not running")
+	ErrRunning    = errors.New("container is running")
+)
+
+// Runtime manages the containers of one host user.
+type Runtime struct {
+	StateDir string // live state: libcontainer's root plus clawrun.json per container
+	DataDir  string // durable data: logs
+	Host     Host
+}
+
+// New prepares the state and data directories (mode 0700, owned by the
+// caller: two host users never share them).
+func New(stateDir, dataDir string) (*Runtime, error) {
+	r := &Runtime{StateDir: stateDir, DataDir: dataDir, Host: CurrentHost()}
+	for _, d := range []string{stateDir, filepath.Join(dataDir, "logs")} {
+		if err := ensurePrivateDir(d); err != nil {
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
+func ensurePrivateDir(d string) error {
+	if err := os.MkdirAll(d, 0o700); err != nil {
+		return fmt.Errorf("create %s: %w", d, err)
+	}
+	var st unix.Stat_t
+	if err := unix.Stat(d, &st); err != nil {
+		return fmt.Errorf("stat %s: %w", d, err)
+	}
+	if int(st.Uid) != os.Geteuid() {
+		return fmt.Errorf("%s belongs to uid %d, not to you (uid %d): pass --root/--data with a directory of your own", d, st.Uid, os.Geteuid())
+	}
+	return nil
+}
+
+// Meta is what clawrun remembers about a container beyond libcontainer's
+// state.
+type Meta struct {
+	Name        string       `json:"name"`
+	Agent       string       `json:"agent"`
+	Source      string       `json:"source,omitempty"`
+	Created     time.Time    `json:"created"`
+	Detached    bool         `json:"detached"`
+	Log         string       `json:"log,omitempty"`
+	CgroupsPath string       `json:"cgroups_path,omitempty"`
+	Plan        *policy.Plan `json:"plan"`
+	Identity    *Identity    `json:"identity"`
+}
+
+// Prepared is a plan made concrete for this host: identity, cgroup, spec.
+type Prepared struct {
+	Plan        *policy.Plan
+	Identity    *Identity
+	CgroupsPath string
+	Spec        *specs.Spec
+	// HostIdentity is set when Identity was translated into the ids of an
+	// outer user namespace; it keeps the host-side view for inspect.
+	HostIdentity *Identity `json:",omitempty"`
+}
+
+// Prepare resolves everything a plan needs on this host without creating
+// anything, so that every error surfaces before a container exists.
+func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
+	id, err := ResolveIdentity(p, r.Host)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	if err := r.checkLimits(p); err != nil {
+		return nil, err
+	}
+	if _, err := rootfs.LookPath(p.Rootfs, p.Command[0], p.Env); err != nil {
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	if err := checkWorkdir(p); err != nil {
+		return nil, err
+	}
+	cg := ""
+	if !r.Host.Rootless() {
+		cg = "/clawrun/" + name
+	}
+	s, err := Spec(p, id, cg)
+	if err != nil {
+		return nil, err
+	}
+	return &Prepared{Plan: p, Identity: id, CgroupsPath: cg, Spec: s}, nil
+}
+
+// checkLimits refuses limits the host cannot enforce rather than dropping
+// them: a rootless user owns no cgroup on cgroup v1.
+func (r *Runtime) checkLimits(p *policy.Plan) error {
+	if p.Limits.IsZero() || !r.Host.Rootless() {
+		return nil
+	}
+	var names []string
+	if p.Limits.MemoryBytes > 0 {
+		names = append(names, "limits.memory")
+	}
+	if p.Limits.CPUs > 0 {
+		names = append(names, "limits.cpus")
+	}
+	if p.Limits.Pids > 0 {
+		names = append(names, "limits.pids")
+	}
+	why := "this host uses cgroup v1, where an unprivileged user cannot own a cgroup"
+	if cgroups.IsCgroup2UnifiedMode() {
+		why = "rootless cgroup v2 delegation is not supported by this clawrun yet"
+	}
+	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or remove the limits from the agent file",
+		p.Name, strings.Join(names, ", "), why)
+}
+
+func checkWorkdir(p *policy.Plan) error {
+	if p.Workdir == "/" {
+		return nil
+	}
+	for _, g := range p.Grants {
+		if p.Workdir == g.Path || strings.HasPrefix(p.Workdir, g.Path+"/") {
+			return nil
+		}
+	}
+	if p.Workdir == "/tmp" || strings.HasPrefix(p.Workdir, "/tmp/") {
+		return nil
+	}
+	if _, err := rootfs.Stat(p.Rootfs, p.Workdir); err != nil {
+		return fmt.Errorf("agent %s: workdir %s does not exist in rootfs %s (the root filesystem is read-only, so it cannot be created): create it in the rootfs or change workdir", p.Name, p.Workdir, p.Rootfs)
+	}
+	return nil
+}
+
+// RunOptions say how to attach a new container.
+type RunOptions struct {
+	Name   string
+	Detach bool
+	// Remove destroys the container when a foreground run ends, so an
+	// anonymous run leaves nothing behind.
+	Remove bool
+	Stdin  io.Reader
+	Stdout io.Writer
+	Stderr io.Writer
+}
+
+// Run creates and starts a container for the plan. Detached, it returns 0 as
+// soon as the agent runs; otherwise it forwards signals, waits and returns
+// the agent's exit code (128+N for a signal).
+func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
+	if err := policy.ValidName(o.Name); err != nil {
+		return -1, err
+	}
+	if _, err := os.Stat(filepath.Join(r.StateDir, o.Name)); err == nil {
+		return -1, fmt.Errorf("container %q: %w: choose another --name or remove it with 'clawrun rm %s'", o.Name, ErrNameInUse, o.Name)
+	}
+	prep, err := r.Prepare(p, o.Name)
+	if err != nil {
+		return -1, err
+	}
+	if needsOuterUserns(prep.Identity, r.Host) {
+		return r.runNested(prep, o)
+	}
+	return r.start(prep, o, r.Host.Rootless())
+}
+
+// start creates and starts the container through libcontainer. rootless
+// says whether this process lacks root in its user namespace.
+func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error) {
+	p := prep.Plan
+	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
+		CgroupName:      o.Name,
+		Spec:            prep.Spec,
+		RootlessEUID:    rootless,
+		RootlessCgroups: rootless || prep.CgroupsPath == "",
+	})
+	if err != nil {
+		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	c, err := libcontainer.Create(r.StateDir, o.Name, config)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrExist) {
+			return -1, fmt.Errorf("container %q: %w: choose another --name or remove it with 'clawrun rm %s'", o.Name, ErrNameInUse, o.Name)
+		}
+		return -1, fmt.Errorf("create container %s: %w", o.Name, err)
+	}
+	// From here on a failure must leave nothing behind: no state, no
+	// cgroup, no log.
+	ok := false
+	meta := &Meta{
+		Name: o.Name, Agent: p.Name, Source: p.Source, Created: time.Now().UTC(),
+		Detached: o.Detach, CgroupsPath: prep.CgroupsPath, Plan: p, Identity: prep.Identity,
+	}
+	if prep.HostIdentity != nil {
+		meta.Identity = prep.HostIdentity
+	}
+	defer func() {
+		if !ok {
+			_ = c.Destroy()
+			if meta.Log != "" {
+				_ = os.Remove(meta.Log)
+			}
+		}
+	}()
+	proc := newProcess(prep.Spec.Process, true)
+	var logFile *os.File
+	if o.Detach {
+		meta.Log = r.LogPath(o.Name)
+		logFile, err = os.OpenFile(meta.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
+		if err != nil {
+			return -1, fmt.Errorf("open log: %w", err)
+		}
+		defer logFile.Close()
+		devNull, err := os.Open(os.DevNull)
+		if err != nil {
+			return -1, err
+		}
+		defer devNull.Close()
+		proc.Stdin, proc.Stdout, proc.Stderr = devNull, logFile, logFile
+	} else {
+		proc.Stdin, proc.Stdout, proc.Stderr = o.Stdin, o.Stdout, o.Stderr
+	}
+	if err := writeMeta(r.StateDir, meta); err != nil {
+		return -1, err
+	}
+	// Register for signals before start, so none sent in between is lost.
+	sigs := make(chan os.Signal, 16)
+	if !o.Detach {
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+	}
+	if err := c.Run(proc); err != nil {
+		return startError(p, err)
+	}
+	if o.Detach {
+		ok = true
+		return 0, nil
+	}
+	ok = !o.Remove
+	code, err := waitForwarding(proc, sigs)
+	if o.Remove {
+		if derr := c.Destroy(); derr != nil && err == nil {
+			err = derr
+		}
+	}
+	return code, err
+}
+
+var forwardedSignals = []os.Signal{
+	unix.SIGINT, unix.SIGTERM, unix.SIGHUP, unix.SIGQUIT, unix.SIGUSR1, unix.SIGUSR2, unix.SIGWINCH,
+}
+
+// startError maps libcontainer's start failures to clear messages; a command
+// missing in the rootfs is exit code 127, as in a shell.
+func startError(p *policy.Plan, err error) (int, error) {
+	msg := err.Error()
+	if strings.Contains(msg, "executable file not found") || strings.Contains(msg, "no such file or directory") && strings.Contains(msg, "exec") {
+		return ExitCommandNotFound, fmt.Errorf("agent %s: command %q not found in rootfs %s: %w", p.Name, p.Command[0], p.Rootfs, rootfs.ErrCommandNotFound)
+	}
+	return -1, fmt.Errorf("start agent %s: %w", p.Name, err)
+}
+
+func waitForwarding(proc *libcontainer.Process, sigs chan os.Signal) (int, error) {
+	done := make(chan struct{})
+	defer close(done)
+	go func() {
+		for {
+			select {
+			case s := <-sigs:
+				if s == unix.SIGWINCH {
+					continue // no tty of our own to resize
+				}
+				_ = proc.Signal(s)
+			case <-done:
+				return
+			}
+		}
+	}()
+	st, err := proc.Wait()
+	if st == nil {
+		return -1, fmt.Errorf("wait: %w", err)
+	}
+	return exitCode(st), nil
+}
+
+func exitCode(st *os.ProcessState) int {
+	if ws, ok := st.Sys().(syscall.WaitStatus); ok {
+		if ws.Signaled() {
+			return ExitSignalBase + int(ws.Signal())
+		}
+		return ws.ExitStatus()
+	}
+	return st.ExitCode()
+}
+
+func newProcess(sp *specs.Process, init bool) *libcontainer.Process {
+	p := &libcontainer.Process{
+		Args:            sp.Args,
+		Env:             sp.Env,
+		UID:             int(sp.User.UID),
+		GID:             int(sp.User.GID),
+		Cwd:             sp.Cwd,
+		NoNewPrivileges: &sp.NoNewPrivileges,
+		Init:            init,
+	}
+	if c := sp.Capabilities; c != nil {
+		p.Capabilities = &configs.Capabilities{
+			Bounding: c.Bounding, Effective: c.Effective, Inheritable: c.Inheritable,
+			Permitted: c.Permitted, Ambient: c.Ambient,
+		}
+	}
+	return p
+}
+
+// LogPath is where a detached container's stdout and stderr go.
+func (r *Runtime) LogPath(name string) string {
+	return filepath.Join(r.DataDir, "logs", name+".log")
+}
+
+func writeMeta(stateDir string, m *Meta) error {
+	b, err := json.MarshalIndent(m, "", "  ")
+	if err != nil {
+		return err
+	}
+	path := filepath.Join(stateDir, m.Name, metaFile)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, b, 0o600); err != nil {
+		return fmt.Errorf("write %s: %w", tmp, err)
+	}
+	return os.Rename(tmp, path)
+}
+
+func readMeta(stateDir, name string) (*Meta, error) {
+	b, err := os.ReadFile(filepath.Join(stateDir, name, metaFile))
+	if err != nil {
+		return nil, err
+	}
+	m := &Meta{}
+	if err := json.Unmarshal(b, m); err != nil {
+		return nil, fmt.Errorf("container %s: corrupt %s: %w", name, metaFile, err)
+	}
+	return m, nil
+}
+
+// Info is a container as `ps` shows it.
+type Info struct {
+	Name    string    `json:"name"`
+	Agent   string    `json:"agent"`
+	Status  string    `json:"status"`
+	Pid     int       `json:"pid"`
+	Created time.Time `json:"created"`
+	Command []string  `json:"command"`
+	Log     string    `json:"log,omitempty"`
+	Meta    *Meta     `json:"-"`
+}
+
+func (r *Runtime) load(name string) (*libcontainer.Container, *Meta, error) {
+	if policy.ValidName(name) != nil {
+		return nil, nil, fmt.Errorf("container %q: %w", name, ErrNotFound)
+	}
+	c, err := libcontainer.Load(r.StateDir, name)
+	if err != nil {
+		if errors.Is(err, libcontainer.ErrNotExist) || errors.Is(err, fs.ErrNotExist) {
+			return nil, nil, fmt.Errorf("container %q: %w (see 'clawrun ps')", name, ErrNotFound)
+		}
+		return nil, nil, fmt.Errorf("load container %s: %w", name, err)
+	}
+	m, err := readMeta(r.StateDir, name)
+	if err != nil {
+		m = &Meta{Name: name}
+	}
+	return c, m, nil
+}
+
+// Get returns one container's current status.
+func (r *Runtime) Get(name string) (Info, error) {
+	c, m, err := r.load(name)
+	if err != nil {
+		return Info{}, err
+	}
+	return info(c, m), nil
+}
+
+func info(c *libcontainer.Container, m *Meta) Info {
+	in := Info{Name: c.ID(), Agent: m.Agent, Created: m.Created, Log: m.Log, Meta: m, Status: "unknown"}
+	if m.Plan != nil {
+		in.Command = m.Plan.Command
+	}
+	if st, err := c.Status(); err == nil {
+		in.Status = st.String()
+		if st == libcontainer.Running || st == libcontainer.Created || st == libcontainer.Paused {
+			if s, err := c.State(); err == nil {
+				in.Pid = s.InitProcessPid
+			}
+		}
+	}
+	return in
+}
+
+// List returns all containers of this user, sorted by name.
+func (r *Runtime) List() ([]Info, error) {
+	entries, err := os.ReadDir(r.StateDir)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, nil
+		}
+		return nil, err
+	}
+	var out []Info
+	for _, e := range entries {
+		if !e.IsDir() {
+			continue
+		}
+		c, m, err := r.load(e.Name())
+		if err != nil {
+			continue // half-created by a run still in progress
+		}
+		out = append(out, info(c, m))
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out, nil
+}
+
+// Signal sends sig to the container's init process.
+func (r *Runtime) Signal(name string, sig unix.Signal) error {
+	c, _, err := r.load(name)
+	if err != nil {
+		return err
+	}
+	if err := c.Signal(sig); err != nil {
+		if errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("container %s: %w", name, ErrNotRunning)
+		}
+		return fmt.Errorf("signal %s: %w", name, err)
+	}
+	return nil
+}
+
+// Stop sends SIGTERM, waits up to timeout for the agent to exit, then
+// SIGKILL. Stopping a stopped container is not an error.
+func (r *Runtime) Stop(name string, timeout time.Duration) error {
+	c, _, err := r.load(name)
+	if err != nil {
+		return err
+	}
+	if !running(c) {
+		return nil
+	}
+	if err := c.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("stop %s: %w", name, err)
+	}
+	if waitStopped(c, timeout) {
+		return nil
+	}
+	if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+		return fmt.Errorf("kill %s: %w", name, err)
+	}
+	if !waitStopped(c, 10*time.Second) {
+		return fmt.Errorf("stop %s: still running 10s after SIGKILL", name)
+	}
+	return nil
+}
+
+func running(c *libcontainer.Container) bool {
+	st, err := c.Status()
+	return err == nil && st != libcontainer.Stopped
+}
+
+func waitStopped(c *libcontainer.Container, d time.Duration) bool {
+	deadline := time.Now().Add(d)
+	for {
+		if !running(c) {
+			return true
+		}
+		if time.Now().After(deadline) {
+			return false
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// Remove deletes a stopped container: state, cgroup and log. With force a
+// running one is killed first.
+func (r *Runtime) Remove(name string, force bool) error {
+	c, m, err := r.load(name)
+	if err != nil {
+		return err
+	}
+	if running(c) {
+		if !force {
+			return fmt.Errorf("container %s: %w: stop it first ('clawrun stop %s') or use 'clawrun rm -f'", name, ErrRunning, name)
+		}
+		_ = c.Signal(unix.SIGKILL)
+		if !waitStopped(c, 10*time.Second) {
+			return fmt.Errorf("rm %s: still running 10s after SIGKILL", name)
+		}
+	}
+	if err := c.Destroy(); err != nil {
+		return fmt.Errorf("rm %s: %w", name, err)
+	}
+	if m.Log != "" {
+		_ = os.Remove(m.Log)
+	}
+	return nil
+}

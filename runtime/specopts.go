@@ -1,0 +1,273 @@
+package runtime
+
+import (
+	"fmt"
+	"path/filepath"
+	"strconv"
+
+	"github.com/opencontainers/runtime-spec/specs-go"
+
+	"github.com/clawrun/clawrun/policy"
+	"github.com/clawrun/clawrun/seccomp"
+)
+
+// SpecOpt changes one aspect of an OCI spec. An agent's container is the
+// composition of these options, in order; each is small enough to test alone
+// (the shape of containerd's oci.SpecOpts).
+type SpecOpt func(*specs.Spec) error
+
+// Compose applies opts in order and stops at the first error.
+func Compose(opts ...SpecOpt) SpecOpt {
+	return func(s *specs.Spec) error {
+		for _, o := range opts {
+			if err := o(s); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+}
+
+// MaskedPaths and ReadonlyPaths are runc's defaults: host kernel information
+// an agent has no business reading or writing.
+var (
+	MaskedPaths = []string{
+		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
+		"/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
+		"/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+	}
+	ReadonlyPaths = []string{
+		"/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger",
+	}
+)
+
+// Namespaces every agent gets: nothing is shared with the host.
+var agentNamespaces = []specs.LinuxNamespaceType{
+	specs.UserNamespace, specs.MountNamespace, specs.PIDNamespace, specs.IPCNamespace,
+	specs.UTSNamespace, specs.CgroupNamespace, specs.NetworkNamespace,
+}
+
+// WithRootfs sets the root filesystem and whether it is read-only.
+func WithRootfs(path string, readonly bool) SpecOpt {
+	return func(s *specs.Spec) error {
+		if !filepath.IsAbs(path) {
+			return fmt.Errorf("rootfs %q: must be an absolute path", path)
+		}
+		s.Root = &specs.Root{Path: path, Readonly: readonly}
+		return nil
+	}
+}
+
+// WithProcess sets argv, environment, working directory and user.
+func WithProcess(args, env []string, cwd string, u policy.User) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(args) == 0 {
+			return fmt.Errorf("process: empty command")
+		}
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.Args = append([]string(nil), args...)
+		s.Process.Env = append([]string(nil), env...)
+		s.Process.Cwd = cwd
+		s.Process.User = specs.User{UID: u.UID, GID: u.GID}
+		return nil
+	}
+}
+
+// WithHostname sets the UTS hostname.
+func WithHostname(name string) SpecOpt {
+	return func(s *specs.Spec) error { s.Hostname = name; return nil }
+}
+
+// WithNewNamespaces gives the container its own user, mount, pid, ipc, uts,
+// cgroup and network namespaces. A new network namespace has only loopback.
+func WithNewNamespaces() SpecOpt {
+	return func(s *specs.Spec) error {
+		linux(s).Namespaces = nil
+		for _, t := range agentNamespaces {
+			linux(s).Namespaces = append(linux(s).Namespaces, specs.LinuxNamespace{Type: t})
+		}
+		return nil
+	}
+}
+
+// WithIDMappings sets the user-namespace id maps.
+func WithIDMappings(id *Identity) SpecOpt {
+	return func(s *specs.Spec) error {
+		linux(s).UIDMappings = append([]specs.LinuxIDMapping(nil), id.UIDMappings...)
+		linux(s).GIDMappings = append([]specs.LinuxIDMapping(nil), id.GIDMappings...)
+		return nil
+	}
+}
+
+// WithNoCapabilities empties every capability set.
+func WithNoCapabilities() SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.Capabilities = &specs.LinuxCapabilities{
+			Bounding: []string{}, Effective: []string{}, Permitted: []string{}, Ambient: []string{},
+		}
+		return nil
+	}
+}
+
+// WithNoNewPrivileges stops setuid binaries and file capabilities from
+// raising privileges.
+func WithNoNewPrivileges() SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		s.Process.NoNewPrivileges = true
+		return nil
+	}
+}
+
+// WithMaskedPaths masks and read-only-mounts kernel interfaces under /proc
+// and /sys.
+func WithMaskedPaths(masked, readonly []string) SpecOpt {
+	return func(s *specs.Spec) error {
+		linux(s).MaskedPaths = append([]string(nil), masked...)
+		linux(s).ReadonlyPaths = append([]string(nil), readonly...)
+		return nil
+	}
+}
+
+// WithSystemMounts mounts fresh /proc, /dev, /dev/pts, /dev/shm, /dev/mqueue
+// and a read-only /sys: the container's own instances, nothing of the host's.
+func WithSystemMounts() SpecOpt {
+	return func(s *specs.Spec) error {
+		s.Mounts = append(s.Mounts,
+			specs.Mount{Destination: "/proc", Type: "proc", Source: "proc", Options: []string{"nosuid", "noexec", "nodev"}},
+			specs.Mount{Destination: "/dev", Type: "tmpfs", Source: "tmpfs", Options: []string{"nosuid", "strictatime", "mode=755", "size=65536k"}},
+			specs.Mount{Destination: "/dev/pts", Type: "devpts", Source: "devpts", Options: []string{"nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"}},
+			specs.Mount{Destination: "/dev/shm", Type: "tmpfs", Source: "shm", Options: []string{"nosuid", "noexec", "nodev", "mode=1777", "size=65536k"}},
+			specs.Mount{Destination: "/dev/mqueue", Type: "mqueue", Source: "mqueue", Options: []string{"nosuid", "noexec", "nodev"}},
+			specs.Mount{Destination: "/sys", Type: "sysfs", Source: "sysfs", Options: []string{"nosuid", "noexec", "nodev", "ro"}},
+		)
+		return nil
+	}
+}
+
+// WithTmpfs mounts a size-limited tmpfs at dst.
+func WithTmpfs(dst string, size int64) SpecOpt {
+	return func(s *specs.Spec) error {
+		if size <= 0 {
+			return fmt.Errorf("tmpfs %s: size must be positive", dst)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{
+			Destination: dst, Type: "tmpfs", Source: "tmpfs",
+			Options: []string{"nosuid", "nodev", "mode=1777", "size=" + strconv.FormatInt(size, 10)},
+		})
+		return nil
+	}
+}
+
+// WithGrant bind-mounts one granted host path. Read-only grants are
+// recursively read-only ("rro", mount_setattr), so no submount under the
+// grant stays writable; nosuid and nodev always apply.
+func WithGrant(g policy.Grant) SpecOpt {
+	return func(s *specs.Spec) error {
+		opts := []string{"rbind", "nosuid", "nodev"}
+		switch g.Mode {
+		case policy.ReadOnly, "":
+			opts = append(opts, "ro", "rro")
+		case policy.ReadWrite:
+			opts = append(opts, "rw")
+		default:
+			return fmt.Errorf("grant %s: unknown mode %q", g.Path, g.Mode)
+		}
+		s.Mounts = append(s.Mounts, specs.Mount{Destination: g.Path, Type: "bind", Source: g.Host, Options: opts})
+		return nil
+	}
+}
+
+// WithSeccomp installs the named seccomp profile.
+func WithSeccomp(profile string) SpecOpt {
+	return func(s *specs.Spec) error {
+		p, err := seccomp.Profile(profile)
+		if err != nil {
+			return err
+		}
+		linux(s).Seccomp = p
+		return nil
+	}
+}
+
+// WithLimits sets cgroup resource limits. Swap is pinned to the memory limit
+// so an agent cannot page its way past it.
+func WithLimits(l policy.Limits) SpecOpt {
+	return func(s *specs.Spec) error {
+		if l.IsZero() {
+			return nil
+		}
+		r := linux(s).Resources
+		if r == nil {
+			r = &specs.LinuxResources{}
+			linux(s).Resources = r
+		}
+		if l.MemoryBytes > 0 {
+			m := l.MemoryBytes
+			r.Memory = &specs.LinuxMemory{Limit: &m, Swap: &m}
+		}
+		if l.CPUs > 0 {
+			period := uint64(100000)
+			quota := int64(l.CPUs * float64(period))
+			r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
+		}
+		if l.Pids > 0 {
+			p := l.Pids
+			r.Pids = &specs.LinuxPids{Limit: &p}
+		}
+		return nil
+	}
+}
+
+// WithCgroupsPath places the container in its own cgroup.
+func WithCgroupsPath(path string) SpecOpt {
+	return func(s *specs.Spec) error { linux(s).CgroupsPath = path; return nil }
+}
+
+func linux(s *specs.Spec) *specs.Linux {
+	if s.Linux == nil {
+		s.Linux = &specs.Linux{}
+	}
+	return s.Linux
+}
+
+// AgentOpts is the agent's whole policy as spec options, read top to bottom.
+// It is the one place a Plan becomes an OCI spec.
+func AgentOpts(p *policy.Plan, id *Identity, cgroupsPath string) []SpecOpt {
+	opts := []SpecOpt{
+		WithRootfs(p.Rootfs, true),
+		WithProcess(p.Command, p.Env, p.Workdir, id.User),
+		WithHostname(p.Hostname),
+		WithNewNamespaces(),
+		WithIDMappings(id),
+		WithNoCapabilities(),
+		WithNoNewPrivileges(),
+		WithSystemMounts(),
+		WithTmpfs("/tmp", p.TmpSize),
+	}
+	for _, g := range p.Grants {
+		opts = append(opts, WithGrant(g))
+	}
+	return append(opts,
+		WithMaskedPaths(MaskedPaths, ReadonlyPaths),
+		WithSeccomp(p.Seccomp),
+		WithLimits(p.Limits),
+		WithCgroupsPath(cgroupsPath),
+	)
+}
+
+// Spec builds the OCI spec of an agent.
+func Spec(p *policy.Plan, id *Identity, cgroupsPath string) (*specs.Spec, error) {
+	s := &specs.Spec{Version: specs.Version}
+	if err := Compose(AgentOpts(p, id, cgroupsPath)...)(s); err != nil {
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	return s, nil
+}
