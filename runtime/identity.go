@@ -102,8 +102,8 @@ type Identity struct {
 	// HostUID and HostGID are what User is on the host: always the invoking
 	// user, so read-write grants are writable and what the agent writes
 	// there belongs to that user (Podman's keep-id).
-	HostUID     int                   `json:"host_uid"`
-	HostGID     int                   `json:"host_gid"`
+	HostUID     int                    `json:"host_uid"`
+	HostGID     int                    `json:"host_gid"`
 	UIDMappings []specs.LinuxIDMapping `json:"uid_mappings"`
 	GIDMappings []specs.LinuxIDMapping `json:"gid_mappings"`
 }

@@ -1,0 +1,203 @@
+#!/bin/sh
+# make bench: start-to-exit time of a no-op container, clawrun next to runc,
+# on the same sandbox (the bundle is clawrun's own spec and a copy of its
+# rootfs). As root it measures root mode, then rootless as $BENCH_USER if that
+# user exists; as a normal user it measures rootless as that user.
+# See docs/benchmarks.md.
+#
+#   sh scripts/bench.sh              (from the repo root, after make build)
+#   sh scripts/bench.sh pair MODE DIR BIN   (internal: one mode, run as its user)
+#
+# Environment: BENCH_RUNS (default 100, at least 30), BENCH_USER (default
+# clawrun-test). Results: .bench/bench-MODE.json (hyperfine --export-json).
+set -eu
+
+RUNS=${BENCH_RUNS:-100}
+WARMUP=5
+BENCH_USER=${BENCH_USER:-clawrun-test}
+# The user's PATH for the rootless pass; runc is in /usr/sbin on Debian.
+USER_PATH=/usr/local/bin:/usr/bin:/bin:/usr/local/sbin:/usr/sbin:/sbin
+
+die() {
+	echo "bench: $*" >&2
+	exit 1
+}
+
+# write_agents FILE IDMAP ROOTFS [BUNDLE_ROOTFS]: the noop agent, and with a
+# bundle the same agent on the bundle's rootfs copy (hostname is pinned so
+# both have the same spec apart from the rootfs path and cgroup name), plus,
+# if IDMAP is not clawrun's default, noop-auto with the default map.
+write_agents() {
+	{
+		echo "version: 1"
+		echo "agents:"
+		echo "  noop:"
+		echo "    rootfs: $3"
+		echo '    command: ["/bin/true"]'
+		echo "    hostname: noop"
+		echo "    idmap: $2"
+		if [ $# -ge 4 ]; then
+			echo "  noop-bundle:"
+			echo "    rootfs: $4"
+			echo '    command: ["/bin/true"]'
+			echo "    hostname: noop"
+			echo "    idmap: $2"
+		fi
+		if [ $# -ge 4 ] && [ "$2" != auto ]; then
+			echo "  noop-auto:"
+			echo "    rootfs: $3"
+			echo '    command: ["/bin/true"]'
+			echo "    hostname: noop"
+			echo "    idmap: auto"
+		fi
+	} >"$1"
+}
+
+# pair MODE DIR BIN: build the rootfs, agent file and bundle in DIR, then
+# time clawrun and runc in one hyperfine run. Runs as the user being measured.
+pair() {
+	mode=$1 d=$2 bin=$3
+	cd "$d"
+	cr="$bin/clawrun --root $d/clawrun-state --data $d/clawrun-data"
+	rl=""
+	if [ "$mode" = rootless ]; then
+		rl="--rootless true"
+	fi
+	mkdir -p "$d/runc-state"
+
+	# The demo builds the busybox rootfs (and runs the demo agent once,
+	# which doubles as a smoke test of this mode).
+	if ! TMPDIR=$d $cr demo --keep >"$d/demo.log" 2>&1; then
+		cat "$d/demo.log" >&2
+		die "$mode: clawrun demo --keep failed"
+	fi
+	demo=$(sed -n 's/^demo directory kept: //p' "$d/demo.log")
+	[ -d "$demo/rootfs" ] || die "$mode: no rootfs in clawrun demo output (see $d/demo.log)"
+
+	# clawrun's default id map first; runc 1.1 cannot run a rootless spec
+	# whose container root is a subordinate id (it fchowns its stdio pipes
+	# to that id and gets EPERM), so fall back to a single-id map and say so.
+	idmap=""
+	for try in auto single; do
+		write_agents "$d/clawrun.yaml" "$try" "$demo/rootfs"
+		$cr bundle noop "$d/bundle-$try" --config "$d/clawrun.yaml" >/dev/null ||
+			die "$mode: clawrun bundle noop $d/bundle-$try failed"
+		if runc --root "$d/runc-state" $rl run -b "$d/bundle-$try" "probe-$try" \
+			</dev/null >"$d/probe-$try.log" 2>&1; then
+			idmap=$try
+			break
+		fi
+		echo "note ($mode): runc cannot run the bundle with idmap: $try:" \
+			"$(tail -n 1 "$d/probe-$try.log")"
+		runc --root "$d/runc-state" delete -f "probe-$try" >/dev/null 2>&1 || true
+	done
+	[ -n "$idmap" ] || die "$mode: runc cannot run clawrun's bundle (see $d/probe-*.log)"
+	if [ "$idmap" != auto ]; then
+		echo "note ($mode): both sides use idmap: $idmap (container root = the invoking user)"
+	fi
+	bundle=$d/bundle-$idmap
+	write_agents "$d/clawrun.yaml" "$idmap" "$demo/rootfs" "$bundle/rootfs"
+	$cr run --config "$d/clawrun.yaml" noop-bundle </dev/null ||
+		die "$mode: clawrun run noop-bundle failed"
+
+	# hyperfine runs each command through sh -c and subtracts the shell's
+	# start-up time, so the shell is what gives runc a fresh id per run
+	# ($$) at no cost to either side.
+	a="$cr run --config $d/clawrun.yaml noop"
+	b="runc --root $d/runc-state $rl run -b $bundle bench-\$\$"
+	c="$cr run --config $d/clawrun.yaml noop-bundle"
+	# The last command exists only when the pair had to leave clawrun's
+	# default map: what a user gets by default, for reference.
+	set -- -n clawrun "$a" -n runc "$b" -n clawrun-on-bundle "$c"
+	if [ "$idmap" != auto ]; then
+		set -- "$@" -n clawrun-idmap-auto "$cr run --config $d/clawrun.yaml noop-auto"
+	fi
+	echo "=== $mode, as $(id -un) (uid $(id -u)), idmap: $idmap"
+	printf "hyperfine --shell=sh --style=basic --warmup %s --runs %s --export-json %s" "$WARMUP" "$RUNS" "$d/hyperfine.json"
+	for arg in "$@"; do
+		if [ "$arg" = -n ]; then
+			printf ' \\\n  -n'
+		else
+			printf " '%s'" "$arg"
+		fi
+	done
+	echo
+	hyperfine --shell=sh --style=basic --warmup "$WARMUP" --runs "$RUNS" \
+		--export-json "$d/hyperfine.json" "$@" ||
+		die "$mode: hyperfine failed (a command exited non-zero?)"
+
+	# Medians in command order; hyperfine writes one "median" key per result.
+	meds=$(awk '/"median":/ { v = $2; sub(/,$/, "", v); printf "%s ", v }' "$d/hyperfine.json")
+	set -- $meds
+	[ $# -ge 3 ] || die "$mode: expected 3 or 4 medians in $d/hyperfine.json, got: $meds"
+	awk -v m="$mode" -v i="$idmap" -v a="$1" -v b="$2" -v c="$3" -v x="${4:-}" 'BEGIN {
+		auto = x == "" ? "-" : sprintf("%.1f", x*1000)
+		printf "%-9s %-7s %9.1f %9.1f %9.1f %12.2f %11.2f %13s\n", m, i, a*1000, b*1000, c*1000, a/b, c/b, auto
+	}' >"$d/result"
+}
+
+if [ "${1:-}" = pair ]; then
+	shift
+	pair "$@"
+	exit 0
+fi
+
+[ -x bin/clawrun ] && [ -x bin/echo-agent ] || die "bin/clawrun missing: run make build first"
+for t in hyperfine runc awk; do
+	command -v "$t" >/dev/null || die "$t not found in PATH (Debian: apt-get install $t)"
+done
+[ "$RUNS" -ge 30 ] || die "BENCH_RUNS=$RUNS: use at least 30 runs"
+
+work=$(mktemp -d /tmp/clawrun-bench.XXXXXX)
+cleanup() {
+	# runc run removes its container on exit; an interrupted run may not.
+	for m in root rootless; do
+		st=$work/$m/runc-state
+		[ -d "$st" ] || continue
+		for id in $(runc --root "$st" list -q 2>/dev/null); do
+			runc --root "$st" delete -f "$id" >/dev/null 2>&1 || true
+		done
+	done
+	rm -rf "$work"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+chmod 755 "$work"
+cp bin/clawrun bin/echo-agent "$work/"
+cp "$0" "$work/bench.sh"
+chmod 755 "$work/clawrun" "$work/echo-agent" "$work/bench.sh"
+mkdir -p .bench
+
+echo "machine: $(nproc) cores, kernel $(uname -r), $(runc --version | head -n 1), $(hyperfine --version)"
+echo "cgroups: $(stat -fc %T /sys/fs/cgroup) on /sys/fs/cgroup (cgroup2fs = v2, tmpfs = v1)"
+modes=""
+if [ "$(id -u)" -eq 0 ]; then
+	mkdir "$work/root"
+	sh "$work/bench.sh" pair root "$work/root" "$work"
+	cp "$work/root/hyperfine.json" .bench/bench-root.json
+	modes="root"
+	if id "$BENCH_USER" >/dev/null 2>&1; then
+		mkdir "$work/rootless"
+		chown "$BENCH_USER" "$work/rootless"
+		home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
+		runuser -u "$BENCH_USER" -- env -i PATH="$USER_PATH" HOME="$home" \
+			sh "$work/bench.sh" pair rootless "$work/rootless" "$work"
+		cp "$work/rootless/hyperfine.json" .bench/bench-rootless.json
+		modes="$modes rootless"
+	else
+		echo "note: user $BENCH_USER does not exist; rootless not measured"
+	fi
+else
+	mkdir "$work/rootless"
+	sh "$work/bench.sh" pair rootless "$work/rootless" "$work"
+	cp "$work/rootless/hyperfine.json" .bench/bench-rootless.json
+	modes="rootless"
+fi
+
+echo
+echo "median start-to-exit of /bin/true, ms (hyperfine JSON in .bench/)"
+printf "%-9s %-7s %9s %9s %9s %12s %11s %13s\n" mode idmap clawrun runc on-bundle clawrun/runc bundle/runc clawrun-auto
+for m in $modes; do
+	cat "$work/$m/result"
+done
+echo "target (issue 2): clawrun/runc <= 1.2"
