@@ -29,15 +29,15 @@ func TestParseSubIDs(t *testing.T) {
 		{"comments and blank lines", "# subordinate ids\n\n   \n  alice:100000:65536  \n#alice:1:1\n", "alice", 1000,
 			[]SubRange{{100000, 65536}}},
 		{"malformed lines", strings.Join([]string{
-			"alice:100000",          // too few fields
-			"alice:100000:65536:x",  // too many fields
-			"alice:abc:65536",       // bad start
-			"alice:100000:many",     // bad count
-			"alice:100000:0",        // empty range
-			"alice:100000:-5",       // negative count
-			"alice:300000:1024",     // the one good line
-			"alice 400000 65536",    // wrong separator
-			"ALICE:500000:65536",    // names are case-sensitive
+			"alice:100000",                 // too few fields
+			"alice:100000:65536:x",         // too many fields
+			"alice:abc:65536",              // bad start
+			"alice:100000:many",            // bad count
+			"alice:100000:0",               // empty range
+			"alice:100000:-5",              // negative count
+			"alice:300000:1024",            // the one good line
+			"alice 400000 65536",           // wrong separator
+			"ALICE:500000:65536",           // names are case-sensitive
 			"alice:99999999999999999999:1", // overflows int64
 		}, "\n"), "alice", 1000, []SubRange{{300000, 1024}}},
 		{"nothing for us", "bob:100000:65536\n", "alice", 1000, nil},

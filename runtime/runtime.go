@@ -17,7 +17,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/opencontainers/cgroups"
+	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -148,8 +148,11 @@ func (r *Runtime) checkLimits(p *policy.Plan) error {
 		names = append(names, "limits.pids")
 	}
 	why := "this host uses cgroup v1, where an unprivileged user cannot own a cgroup"
-	if cgroups.IsCgroup2UnifiedMode() {
+	switch cgroupsv3.Mode() {
+	case cgroupsv3.Unified:
 		why = "rootless cgroup v2 delegation is not supported by this clawrun yet"
+	case cgroupsv3.Hybrid:
+		why = "this host uses cgroup v1 (hybrid), where an unprivileged user cannot own a cgroup"
 	}
 	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or remove the limits from the agent file",
 		p.Name, strings.Join(names, ", "), why)
