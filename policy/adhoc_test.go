@@ -71,7 +71,7 @@ func TestAdHocBad(t *testing.T) {
 		{"mount dup", func(o *AdHocOptions) { o.Mounts = []string{"data:/d", "cache:/d"} }, "--mount", "already mounted"},
 		{"memory", func(o *AdHocOptions) { o.Memory = "12X" }, "--memory", "invalid size"},
 		{"memory small", func(o *AdHocOptions) { o.Memory = "1k" }, "--memory", "minimum"},
-		{"cpus", func(o *AdHocOptions) { o.CPUs = -1 }, "--cpus", "above 0"},
+		{"cpus", func(o *AdHocOptions) { o.CPUs = -1 }, "--cpus", "from 0.01"},
 		{"pids", func(o *AdHocOptions) { o.Pids = -3 }, "--pids", "at least 1"},
 		{"env no =", func(o *AdHocOptions) { o.Env = []string{"FOO"} }, "--env", "not KEY=VALUE"},
 		{"env key", func(o *AdHocOptions) { o.Env = []string{"1=x"} }, "--env", "invalid variable name"},

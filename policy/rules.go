@@ -239,8 +239,10 @@ func parseTmpSize(s string) (int64, error) {
 }
 
 func checkCPUs(f float64) error {
-	if math.IsNaN(f) || math.IsInf(f, 0) || f <= 0 || f > MaxCPUs {
-		return fmt.Errorf("invalid cpus %v: give a number of cores above 0 and at most %d, e.g. 0.5", f, MaxCPUs)
+	// The kernel's smallest CFS quota is 1ms per 100ms period: below 0.01
+	// cores the quota would be refused, or round to 0 and mean "no limit".
+	if math.IsNaN(f) || math.IsInf(f, 0) || f < 0.01 || f > MaxCPUs {
+		return fmt.Errorf("invalid cpus %v: give a number of cores from 0.01 to %d, e.g. 0.5", f, MaxCPUs)
 	}
 	return nil
 }

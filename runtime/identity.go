@@ -79,12 +79,12 @@ func parseSubIDs(r io.Reader, name string, uid int) []SubRange {
 		if len(parts) != 3 {
 			continue
 		}
-		if parts[0] != name && parts[0] != strconv.Itoa(uid) {
+		if parts[0] == "" || (parts[0] != name && parts[0] != strconv.Itoa(uid)) {
 			continue
 		}
 		start, err1 := strconv.ParseInt(parts[1], 10, 64)
 		count, err2 := strconv.ParseInt(parts[2], 10, 64)
-		if err1 != nil || err2 != nil || count <= 0 {
+		if err1 != nil || err2 != nil || start < 0 || count <= 0 || start+count > 1<<32 {
 			continue
 		}
 		out = append(out, SubRange{Start: start, Count: count})

@@ -2,6 +2,8 @@ package runtime
 
 import (
 	"errors"
+	"os"
+	"path/filepath"
 	"reflect"
 	"strings"
 	"testing"
@@ -53,8 +55,16 @@ func TestParseSubIDs(t *testing.T) {
 	}
 }
 
-func TestReadSubIDsMissingFile(t *testing.T) {
-	if got := readSubIDs(t.TempDir()+"/subuid", "alice", 1000); got != nil {
+func TestReadSubIDs(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "subuid")
+	if err := os.WriteFile(path, []byte("bob:1:2\nalice:100000:65536\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := readSubIDs(path, "alice", 1000), []SubRange{{100000, 65536}}; !reflect.DeepEqual(got, want) {
+		t.Errorf("got %+v, want %+v", got, want)
+	}
+	if got := readSubIDs(filepath.Join(dir, "missing"), "alice", 1000); got != nil {
 		t.Errorf("missing file gave %+v", got)
 	}
 }

@@ -28,8 +28,9 @@ func Compose(opts ...SpecOpt) SpecOpt {
 	}
 }
 
-// MaskedPaths and ReadonlyPaths are runc's defaults: host kernel information
-// an agent has no business reading or writing.
+// MaskedPaths (runc's defaults plus containerd's /proc/interrupts and
+// powercap) and ReadonlyPaths (runc's): host kernel information an agent has
+// no business reading or writing.
 var (
 	MaskedPaths = []string{
 		"/proc/acpi", "/proc/asound", "/proc/interrupts", "/proc/kcore", "/proc/keys",
@@ -210,12 +211,15 @@ func WithLimits(l policy.Limits) SpecOpt {
 			linux(s).Resources = r
 		}
 		if l.MemoryBytes > 0 {
-			m := l.MemoryBytes
-			r.Memory = &specs.LinuxMemory{Limit: &m, Swap: &m}
+			limit, swap := l.MemoryBytes, l.MemoryBytes
+			r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
 		}
 		if l.CPUs > 0 {
 			period := uint64(100000)
 			quota := int64(l.CPUs * float64(period))
+			if quota < 1000 {
+				return fmt.Errorf("limits.cpus %v: below the kernel's minimum quota of 0.01 cores", l.CPUs)
+			}
 			r.CPU = &specs.LinuxCPU{Period: &period, Quota: &quota}
 		}
 		if l.Pids > 0 {

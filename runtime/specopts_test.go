@@ -162,6 +162,13 @@ func TestWithNoCapabilities(t *testing.T) {
 	}
 }
 
+func TestWithNoCapabilitiesNoProcess(t *testing.T) {
+	s, err := apply(t, WithNoCapabilities())
+	if err != nil || s.Process == nil || s.Process.Capabilities == nil || s.Process.Capabilities.Bounding == nil {
+		t.Errorf("process %+v, err %v", s.Process, err)
+	}
+}
+
 func TestWithNoNewPrivileges(t *testing.T) {
 	s, err := apply(t, WithNoNewPrivileges())
 	if err != nil || !s.Process.NoNewPrivileges {

@@ -162,10 +162,17 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
+# The binaries get a directory of their own: libcontainer seals its
+# re-executed binary with an overlayfs whose lower dirs are the binary's
+# directory and the container's state dir, and the kernel refuses
+# overlapping lower dirs. clawrun would then fall back to copying itself
+# into a memfd on every start, which real installs (/usr/local/bin vs
+# /run/clawrun) do not pay.
 chmod 755 "$work"
-cp bin/clawrun bin/echo-agent "$work/"
+mkdir "$work/bin"
+cp bin/clawrun bin/echo-agent "$work/bin/"
 cp "$0" "$work/bench.sh"
-chmod 755 "$work/clawrun" "$work/echo-agent" "$work/bench.sh"
+chmod 755 "$work/bin" "$work/bin/clawrun" "$work/bin/echo-agent" "$work/bench.sh"
 mkdir -p .bench
 
 echo "machine: $(nproc) cores, kernel $(uname -r), $(runc --version | head -n 1), $(hyperfine --version)"
@@ -173,7 +180,7 @@ echo "cgroups: $(stat -fc %T /sys/fs/cgroup) on /sys/fs/cgroup (cgroup2fs = v2, 
 modes=""
 if [ "$(id -u)" -eq 0 ]; then
 	mkdir "$work/root"
-	sh "$work/bench.sh" pair root "$work/root" "$work"
+	sh "$work/bench.sh" pair root "$work/root" "$work/bin"
 	cp "$work/root/hyperfine.json" .bench/bench-root.json
 	modes="root"
 	if id "$BENCH_USER" >/dev/null 2>&1; then
@@ -181,7 +188,7 @@ if [ "$(id -u)" -eq 0 ]; then
 		chown "$BENCH_USER" "$work/rootless"
 		home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
 		runuser -u "$BENCH_USER" -- env -i PATH="$USER_PATH" HOME="$home" \
-			sh "$work/bench.sh" pair rootless "$work/rootless" "$work"
+			sh "$work/bench.sh" pair rootless "$work/rootless" "$work/bin"
 		cp "$work/rootless/hyperfine.json" .bench/bench-rootless.json
 		modes="$modes rootless"
 	else
@@ -189,7 +196,7 @@ if [ "$(id -u)" -eq 0 ]; then
 	fi
 else
 	mkdir "$work/rootless"
-	sh "$work/bench.sh" pair rootless "$work/rootless" "$work"
+	sh "$work/bench.sh" pair rootless "$work/rootless" "$work/bin"
 	cp "$work/rootless/hyperfine.json" .bench/bench-rootless.json
 	modes="rootless"
 fi
