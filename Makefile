@@ -20,11 +20,11 @@ build: deps
 	$(GO) build -tags $(TAGS) -o $(BIN)/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/echo-agent ./examples/echo-agent
 
-lint:
+lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...
 
-test: lint build test-unit test-integration
+test: deps lint build test-unit test-integration
 
 test-unit:
 	$(GO) test -tags $(TAGS) -count=1 ./policy/... ./seccomp/... ./rootfs/... ./runtime/... ./slack/... ./cmd/... ./examples/...

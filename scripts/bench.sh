@@ -91,7 +91,7 @@ pair() {
 			"$(tail -n 1 "$d/probe-$try.log")"
 		runc --root "$d/runc-state" delete -f "probe-$try" >/dev/null 2>&1 || true
 	done
-	[ -n "$idmap" ] || die "$mode: runc cannot run clawrun's bundle (see $d/probe-*.log)"
+	[ -n "$idmap" ] || die "$mode: runc cannot run clawrun's bundle with either id map (errors above)"
 	if [ "$idmap" != auto ]; then
 		echo "note ($mode): both sides use idmap: $idmap (container root = the invoking user)"
 	fi
