@@ -5,18 +5,9 @@ package slack
 
 import (
 	"github.com/slack-go/slack/slackevents"
-)
 
-// Message is one chat message in the shape of the agent protocol
-// (docs/protocol.md): what an agent reads, one JSON object a line.
-type Message struct {
-	ID      string `json:"id"`
-	Channel string `json:"channel"`
-	Thread  string `json:"thread"`
-	User    string `json:"user"`
-	Text    string `json:"text"`
-	TS      string `json:"ts"`
-}
+	"github.com/clawrun/clawrun/chat"
+)
 
 // ignoredSubtypes are message events that are not new human messages;
 // answering them would make agents talk to themselves or to edits.
@@ -31,19 +22,19 @@ var ignoredSubtypes = map[string]bool{
 // FromEvent converts a Slack message event into an agent message. It
 // reports false for events clawrun does not answer: the bot's own messages,
 // other bots, edits and deletions, and events without text or sender.
-func FromEvent(ev *slackevents.MessageEvent, botUserID string) (Message, bool) {
+func FromEvent(ev *slackevents.MessageEvent, botUserID string) (chat.Message, bool) {
 	if ev == nil || ignoredSubtypes[ev.SubType] || ev.BotID != "" {
-		return Message{}, false
+		return chat.Message{}, false
 	}
 	if ev.User == "" || ev.User == botUserID || ev.Channel == "" || ev.TimeStamp == "" {
-		return Message{}, false
+		return chat.Message{}, false
 	}
 	thread := ev.ThreadTimeStamp
 	if thread == "" {
 		// Replies go into a thread rooted at the message itself.
 		thread = ev.TimeStamp
 	}
-	return Message{
+	return chat.Message{
 		// A channel's message timestamps are unique, so channel+ts is a
 		// stable id: redelivery of the same event yields the same id.
 		ID:      ev.Channel + ":" + ev.TimeStamp,
