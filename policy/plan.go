@@ -75,4 +75,23 @@ type Plan struct {
 	TmpSize  int64  // size of the tmpfs on /tmp, in bytes
 	IDMap    IDMap
 	Hostname string
+	// Capabilities granted explicitly by the file (none by default).
+	Capabilities []string
+	// Slack routing; nil when the agent has no slack section.
+	Slack *SlackRoute
+}
+
+// SlackRoute says which Slack messages reach an agent (agents.NAME.slack).
+// A nil route means the agent is not reachable from Slack.
+type SlackRoute struct {
+	Channels     []string // channel IDs the agent answers in
+	DM           bool     // direct messages to the bot
+	MentionsOnly bool     // only messages that mention the bot
+	Users        []string // optional allowlist of user IDs; empty = everyone
+	PostTo       []string // extra channel IDs the agent may post to
+	// Concurrency is how many messages the agent handles at once (default 1:
+	// one at a time, in order).
+	Concurrency int
+	// QueueLimit bounds the agent's pending messages (default 100).
+	QueueLimit int
 }
