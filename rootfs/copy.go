@@ -56,22 +56,27 @@ func Copy(src, dst string) error {
 				return err
 			}
 		case mode.IsRegular():
-			if err := copyFile(path, target, mode); err != nil {
+			if err := copyFile(path, target, mode, info); err != nil {
 				return err
 			}
+			return nil
 		default:
 			return nil
 		}
-		if st, ok := info.Sys().(*unix.Stat_t); ok {
-			// Ownership only matters when root builds bundles; an
-			// unprivileged copy keeps the copier's ids.
-			_ = os.Lchown(target, int(st.Uid), int(st.Gid))
-		}
+		keepOwner(target, info)
 		return nil
 	})
 }
 
-func copyFile(src, dst string, mode fs.FileMode) error {
+// keepOwner copies ownership when the caller may set it (root building a
+// bundle); an unprivileged copy keeps the copier's ids.
+func keepOwner(target string, info fs.FileInfo) {
+	if st, ok := info.Sys().(*unix.Stat_t); ok {
+		_ = os.Lchown(target, int(st.Uid), int(st.Gid))
+	}
+}
+
+func copyFile(src, dst string, mode fs.FileMode, info fs.FileInfo) error {
 	in, err := os.Open(src)
 	if err != nil {
 		return err
@@ -88,7 +93,8 @@ func copyFile(src, dst string, mode fs.FileMode) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	// Setuid/setgid bits are dropped by the umask path of OpenFile; keep
-	// them as in the source image (no_new_privileges still neutralises them).
+	// chown clears setuid/setgid, so it comes first; the bits are then kept
+	// as in the source image (no_new_privileges still neutralises them).
+	keepOwner(dst, info)
 	return os.Chmod(dst, mode.Perm()|mode&(fs.ModeSetuid|fs.ModeSetgid|fs.ModeSticky))
 }
