@@ -1,8 +1,13 @@
 // Package seccomp provides the seccomp profiles clawrun puts into OCI runtime
-// specs, and a short description of a profile for people reading `inspect`.
+// specs, a short description of a profile for people reading `inspect`,
+// custom profiles read from OCI LinuxSeccomp JSON, and an evaluator that says
+// what a profile does with one call.
 //
-// The profiles are plain data (runtime-spec types); this package does not need
-// cgo or libseccomp. The OCI runtime turns them into a BPF filter.
+// The built-in profiles are plain data (runtime-spec types) and need neither
+// cgo nor libseccomp; Profile, ProfileFor, Names and Summary work in a binary
+// built with CGO_ENABLED=0. LoadCustom and Check resolve syscall names and
+// compile filters with libseccomp, so they need cgo (the clawrun binary always
+// has it). The OCI runtime turns a profile into the BPF filter it loads.
 package seccomp
 
 import (
@@ -17,8 +22,10 @@ import (
 // Errno values used in profiles. Named here rather than taken from
 // golang.org/x/sys/unix so the package stays free of OS-specific imports.
 const (
-	errnoEPERM  = 1
-	errnoENOSYS = 38
+	errnoEPERM           = 1
+	errnoENOSYS          = 38
+	errnoEPROTONOSUPPORT = 93
+	errnoEAFNOSUPPORT    = 97
 )
 
 // nsCloneFlags are the clone flags that create new namespaces:
@@ -31,10 +38,34 @@ const nsCloneFlags = 0x7E020000
 // bypass network namespaces).
 const afVSOCK = 40
 
+// Profile names.
+const (
+	// NameDefault is a Docker-class allowlist for processes without
+	// capabilities.
+	NameDefault = "default"
+	// NameAgent is the default allowlist with explicit denies for the kernel
+	// surface an agent never needs, and sockets limited by family.
+	NameAgent = "agent"
+	// NameAgentLog lets through what NameAgent would refuse, but has the
+	// kernel log it, to shape a profile from a real run.
+	NameAgentLog = "agent-log"
+)
+
+// Options change a built-in profile for an agent's grants.
+type Options struct {
+	// Network lets the agent open AF_INET and AF_INET6 stream and datagram
+	// sockets (never raw ones). Without it only AF_UNIX and NETLINK_ROUTE
+	// sockets can be created. Only the agent profiles look at it: default
+	// allows every socket family but AF_VSOCK either way.
+	Network bool
+}
+
 // profiles maps a profile name to its builder for a Go architecture.
-func profiles() map[string]func(goarch string) (*specs.LinuxSeccomp, error) {
-	return map[string]func(string) (*specs.LinuxSeccomp, error){
-		"default": defaultProfile,
+func profiles() map[string]func(goarch string, opts Options) (*specs.LinuxSeccomp, error) {
+	return map[string]func(string, Options) (*specs.LinuxSeccomp, error){
+		NameDefault:  func(goarch string, _ Options) (*specs.LinuxSeccomp, error) { return defaultProfile(goarch) },
+		NameAgent:    agentProfile,
+		NameAgentLog: agentLogProfile,
 	}
 }
 
@@ -48,18 +79,24 @@ func Names() []string {
 	return names
 }
 
-// Profile returns the named profile for the architecture this binary runs
-// on, ready to put into spec.Linux.Seccomp. Each call returns a new value.
+// Profile returns the named profile without any grants for the architecture
+// this binary runs on, ready to put into spec.Linux.Seccomp. Each call returns
+// a new value.
 func Profile(name string) (*specs.LinuxSeccomp, error) {
-	return profileFor(name, runtime.GOARCH)
+	return ProfileFor(name, Options{})
 }
 
-func profileFor(name, goarch string) (*specs.LinuxSeccomp, error) {
+// ProfileFor is Profile for an agent with the grants in opts.
+func ProfileFor(name string, opts Options) (*specs.LinuxSeccomp, error) {
+	return profileFor(name, runtime.GOARCH, opts)
+}
+
+func profileFor(name, goarch string, opts Options) (*specs.LinuxSeccomp, error) {
 	build, ok := profiles()[name]
 	if !ok {
-		return nil, fmt.Errorf("unknown seccomp profile %q: known profiles are %s", name, strings.Join(Names(), ", "))
+		return nil, fmt.Errorf("unknown seccomp profile %q: known profiles are %s (or %sFILE.json)", name, strings.Join(Names(), ", "), CustomPrefix)
 	}
-	p, err := build(goarch)
+	p, err := build(goarch, opts)
 	if err != nil {
 		return nil, fmt.Errorf("seccomp profile %q: %w", name, err)
 	}
@@ -165,14 +202,9 @@ func commonAllowed() []string {
 // defaultProfile is the profile for processes with no capabilities: anything
 // not listed fails with EPERM.
 func defaultProfile(goarch string) (*specs.LinuxSeccomp, error) {
-	arch, ok := supportedArches()[goarch]
-	if !ok {
-		var known []string
-		for a := range supportedArches() {
-			known = append(known, a)
-		}
-		slices.Sort(known)
-		return nil, fmt.Errorf("architecture %s is not supported (supported: %s)", goarch, strings.Join(known, ", "))
+	arch, err := archFor(goarch)
+	if err != nil {
+		return nil, err
 	}
 	allowed := append(commonAllowed(), arch.extra...)
 	slices.Sort(allowed)
@@ -203,19 +235,7 @@ func defaultProfile(goarch string) (*specs.LinuxSeccomp, error) {
 			Index: 0, Value: afVSOCK, Op: specs.OpNotEqual,
 		}},
 	}}
-	// personality: only the Linux persona, the 32-bit one, UNAME26 (setarch
-	// --uname-2.6), and the query value. Everything else changes how the
-	// kernel treats the process (e.g. READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE).
-	// Conditions within one rule are ANDed, so each value is its own rule.
-	for _, v := range []uint64{0x0, 0x8, 0x20000, 0xffffffff} {
-		syscalls = append(syscalls, specs.LinuxSyscall{
-			Names:  []string{"personality"},
-			Action: specs.ActAllow,
-			Args: []specs.LinuxSeccompArg{{
-				Index: 0, Value: v, Op: specs.OpEqualTo,
-			}},
-		})
-	}
+	syscalls = append(syscalls, personalityRules()...)
 
 	return &specs.LinuxSeccomp{
 		DefaultAction:   specs.ActErrno,
@@ -223,6 +243,37 @@ func defaultProfile(goarch string) (*specs.LinuxSeccomp, error) {
 		Architectures:   []specs.Arch{arch.scmp},
 		Syscalls:        syscalls,
 	}, nil
+}
+
+// personalityRules allow only the Linux persona, the 32-bit one, UNAME26
+// (setarch --uname-2.6), and the query value. Everything else changes how the
+// kernel treats the process (e.g. READ_IMPLIES_EXEC, ADDR_NO_RANDOMIZE).
+// Conditions within one rule are ANDed, so each value is its own rule.
+func personalityRules() []specs.LinuxSyscall {
+	var rules []specs.LinuxSyscall
+	for _, v := range []uint64{0x0, 0x8, 0x20000, 0xffffffff} {
+		rules = append(rules, specs.LinuxSyscall{
+			Names:  []string{"personality"},
+			Action: specs.ActAllow,
+			Args: []specs.LinuxSeccompArg{{
+				Index: 0, Value: v, Op: specs.OpEqualTo,
+			}},
+		})
+	}
+	return rules
+}
+
+func archFor(goarch string) (archInfo, error) {
+	arch, ok := supportedArches()[goarch]
+	if !ok {
+		var known []string
+		for a := range supportedArches() {
+			known = append(known, a)
+		}
+		slices.Sort(known)
+		return archInfo{}, fmt.Errorf("architecture %s is not supported (supported: %s)", goarch, strings.Join(known, ", "))
+	}
+	return arch, nil
 }
 
 func uintPtr(v uint) *uint { return &v }

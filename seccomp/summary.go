@@ -57,9 +57,13 @@ func Summary(p *specs.LinuxSeccomp) []string {
 	for name := range always {
 		delete(filtered, name)
 	}
-	if p.DefaultAction == specs.ActAllow {
+	switch p.DefaultAction {
+	case specs.ActAllow:
 		lines = append(lines, "allowed syscalls: all except those below")
-	} else {
+	case specs.ActLog:
+		lines = append(lines, fmt.Sprintf("allowed syscalls: %d (%d unconditionally, %d only with argument filters); every other call is allowed too and logged by the kernel (audit log or dmesg)",
+			len(always)+len(filtered), len(always), len(filtered)))
+	default:
 		lines = append(lines, fmt.Sprintf("allowed syscalls: %d (%d unconditionally, %d only with argument filters)",
 			len(always)+len(filtered), len(always), len(filtered)))
 	}
@@ -70,7 +74,12 @@ func Summary(p *specs.LinuxSeccomp) []string {
 		}
 		conds := slices.DeleteFunc(slices.Clone(alts[k]), func(s string) bool { return s == "" })
 		line := k.name + ": " + k.action
-		if len(conds) > 0 {
+		switch {
+		case len(conds) > maxSummaryAlternatives:
+			// ioctl's allow rules are 34 masked patterns; the deny rules
+			// next to them say what they leave out.
+			line += fmt.Sprintf(" only if the arguments match one of %d patterns (`clawrun seccomp show` lists them)", len(conds))
+		case len(conds) > 0:
 			line += " only if " + strings.Join(conds, " or ")
 		}
 		lines = append(lines, line)
@@ -92,14 +101,23 @@ func describeAction(a specs.LinuxSeccompAction, errnoRet *uint) string {
 	return string(a)
 }
 
+// maxSummaryAlternatives is the most argument alternatives Summary spells
+// out on one line.
+const maxSummaryAlternatives = 8
+
 func errnoName(errno uint) string {
-	switch errno {
-	case errnoEPERM:
-		return ", EPERM"
-	case errnoENOSYS:
-		return ", ENOSYS"
+	if name, ok := errnoNames[errno]; ok {
+		return ", " + name
 	}
 	return ""
+}
+
+// errnoNames are the errno values profiles commonly return (the same on
+// every architecture clawrun supports).
+var errnoNames = map[uint]string{
+	errnoEPERM: "EPERM", 2: "ENOENT", 9: "EBADF", 13: "EACCES", 22: "EINVAL",
+	errnoENOSYS: "ENOSYS", errnoEPROTONOSUPPORT: "EPROTONOSUPPORT", 95: "EOPNOTSUPP",
+	errnoEAFNOSUPPORT: "EAFNOSUPPORT",
 }
 
 func describeArgs(name string, args []specs.LinuxSeccompArg) string {
@@ -137,8 +155,42 @@ func argNote(name string, a specs.LinuxSeccompArg) string {
 	switch {
 	case name == "clone" && a.Index == 0 && a.Op == specs.OpMaskedEqual && a.Value == nsCloneFlags && a.ValueTwo == 0:
 		return " (no new namespaces)"
-	case name == "socket" && a.Index == 0 && a.Op == specs.OpNotEqual && a.Value == afVSOCK:
-		return " (not AF_VSOCK)"
+	case (name == "mknod" || name == "mknodat") && a.Op == specs.OpMaskedEqual && a.Value == sIFMT && a.ValueTwo == 0:
+		return " (regular file)"
+	case a.Op == specs.OpEqualTo:
+		if sym := symbolFor(name, a.Index, a.Value); sym != "" {
+			return " (" + sym + ")"
+		}
+	case a.Op == specs.OpNotEqual:
+		if sym := symbolFor(name, a.Index, a.Value); sym != "" {
+			return " (not " + sym + ")"
+		}
+	case a.Op == specs.OpMaskedEqual:
+		if sym := symbolFor(name, a.Index, a.ValueTwo); sym != "" {
+			return " (" + sym + ")"
+		}
 	}
 	return ""
+}
+
+// RuleLines describes every rule of a profile in order, one line each: the
+// action, the syscall names, and the argument conditions (ANDed), e.g.
+// "SCMP_ACT_ERRNO (errno 97, EAFNOSUPPORT): socket if arg0 == 0x2 (AF_INET)".
+func RuleLines(p *specs.LinuxSeccomp) []string {
+	if p == nil {
+		return nil
+	}
+	lines := make([]string, 0, len(p.Syscalls))
+	for _, sc := range p.Syscalls {
+		line := describeAction(sc.Action, sc.ErrnoRet) + ": " + strings.Join(sc.Names, ", ")
+		if len(sc.Args) > 0 {
+			name := ""
+			if len(sc.Names) == 1 {
+				name = sc.Names[0]
+			}
+			line += " if " + describeArgs(name, sc.Args)
+		}
+		lines = append(lines, line)
+	}
+	return lines
 }
