@@ -21,13 +21,19 @@ type AdHocOptions struct {
 	User    string   // "uid" or "uid:gid"; empty leaves UserSet false
 }
 
-// AdHoc validates o with the same rules as an agent file and returns its
-// Plan. Every problem is reported, each a *FieldError naming the flag.
-func AdHoc(o AdHocOptions) (*Plan, error) {
+// AdHoc validates o with the same rules as an agent file, including the
+// host allowlist and blocked paths (with the current directory in place of
+// the agent file's directory), and returns its Plan. Every problem is
+// reported, each a *FieldError naming the flag.
+func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 	var c collector
 	base, err := os.Getwd()
 	if err != nil {
 		return nil, fmt.Errorf("ad-hoc run: current directory: %w", err)
+	}
+	ck, err := newChecker(collectOptions(opts), base, "")
+	if err != nil {
+		return nil, err
 	}
 	if o.Name == "" {
 		c.add(0, "--name", "missing: give the container a name")
@@ -38,8 +44,12 @@ func AdHoc(o AdHocOptions) (*Plan, error) {
 
 	if o.Rootfs == "" {
 		c.add(0, "--rootfs", "missing: give the directory holding the root filesystem")
+	} else if err := checkPathChars(o.Rootfs); err != nil {
+		c.addRule(0, "--rootfs", RuleHostPath, "%q %v", o.Rootfs, err)
 	} else if r, err := resolveRootfs(base, o.Rootfs); err != nil {
-		c.add(0, "--rootfs", "%v", err)
+		c.addRule(0, "--rootfs", RuleHostPath, "%v", err)
+	} else if is := ck.rootfs(o.Rootfs, r); is != nil {
+		c.addRule(0, "--rootfs", is.rule, "%s", is.msg)
 	} else {
 		p.Rootfs = r
 	}
@@ -56,12 +66,22 @@ func AdHoc(o AdHocOptions) (*Plan, error) {
 
 	seen := map[string]string{}
 	for _, m := range o.Mounts {
-		g, ok := adHocMount(&c, base, m)
+		g, ok := adHocMount(&c, ck, base, m)
 		if !ok {
 			continue
 		}
 		if prev, dup := seen[g.Path]; dup {
-			c.add(0, "--mount", "%q: %s is already mounted by %q: each container path may be granted once", m, g.Path, prev)
+			c.addRule(0, "--mount", RuleContainerPath, "%q: %s is already mounted by %q: each container path may be granted once", m, g.Path, prev)
+			continue
+		}
+		hidden := false
+		for _, e := range p.Grants {
+			if within(e.Path, g.Path) {
+				c.addRule(0, "--mount", RuleContainerPath, "%q: %s would be mounted over %s (%q) and hide it: give the --mount of %s first", m, g.Path, e.Path, seen[e.Path], g.Path)
+				hidden = true
+			}
+		}
+		if hidden {
 			continue
 		}
 		seen[g.Path] = m
@@ -131,31 +151,31 @@ func AdHoc(o AdHocOptions) (*Plan, error) {
 	return p, nil
 }
 
-// adHocMount parses one --mount "SRC:DST[:ro|rw]", reporting every problem.
-func adHocMount(c *collector, base, m string) (Grant, bool) {
+// adHocMount parses and checks one --mount "SRC:DST[:ro|rw]", reporting
+// every problem.
+func adHocMount(c *collector, ck *checker, base, m string) (Grant, bool) {
 	parts := strings.Split(m, ":")
 	if len(parts) < 2 || len(parts) > 3 {
 		c.add(0, "--mount", "%q is not SRC:DST[:ro|rw]: give the host path and the container path, e.g. --mount ./data:/data:ro", m)
 		return Grant{}, false
 	}
-	before := c.n()
-	g := Grant{Mode: ReadOnly}
-	if h, err := resolveHost(base, parts[0]); err != nil {
-		c.add(0, "--mount", "%q: source %v", m, err)
-	} else {
-		g.Host = h
-	}
-	if p, err := containerPath(parts[1]); err != nil {
-		c.add(0, "--mount", "%q: destination %v", m, err)
-	} else {
-		g.Path = p
-	}
+	mode := ""
 	if len(parts) == 3 {
-		if md, err := parseMode(parts[2]); err != nil {
-			c.add(0, "--mount", "%q: %v", m, err)
-		} else {
-			g.Mode = md
+		mode = parts[2]
+	}
+	g, issues := ck.grant(base, parts[0], parts[1], mode)
+	if len(issues) == 0 && g.Mode == ReadWrite {
+		issues = ck.selfEdit(g.Host)
+	}
+	for _, is := range issues {
+		switch is.part {
+		case "host":
+			c.addRule(0, "--mount", is.rule, "%q: source %s", m, is.msg)
+		case "path":
+			c.addRule(0, "--mount", is.rule, "%q: destination %s", m, is.msg)
+		default:
+			c.addRule(0, "--mount", is.rule, "%q: %s", m, is.msg)
 		}
 	}
-	return g, c.n() == before
+	return g, len(issues) == 0
 }

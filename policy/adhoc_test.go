@@ -39,7 +39,7 @@ func TestAdHoc(t *testing.T) {
 		},
 		Network:  NetworkNone,
 		Limits:   Limits{MemoryBytes: 512 << 20, CPUs: 1.5, Pids: 32},
-		Seccomp:  "default",
+		Seccomp:  DefaultSeccomp,
 		TmpSize:  DefaultTmpSize,
 		IDMap:    IDMapAuto,
 		Hostname: "job-1",

@@ -14,10 +14,13 @@ type FieldError struct {
 	Line  int    // 1-based line, 0 when unknown
 	Field string // dotted field path, e.g. agents.demo.limits.memory, or a flag
 	Msg   string // what is wrong and what to do
+	// Rule names the policy that refused the value (RuleBlocked, ...); it
+	// is empty for problems with the file's schema or syntax.
+	Rule string
 }
 
-// Error formats the problem as "file:line: field: msg", leaving out the
-// parts that are empty.
+// Error formats the problem as "file:line: field: msg (policy: rule)",
+// leaving out the parts that are empty.
 func (e *FieldError) Error() string {
 	var s string
 	if e.File != "" {
@@ -30,7 +33,11 @@ func (e *FieldError) Error() string {
 	if e.Field != "" {
 		s += e.Field + ": "
 	}
-	return s + e.Msg
+	s += e.Msg
+	if e.Rule != "" {
+		s += " (policy: " + e.Rule + ")"
+	}
+	return s
 }
 
 // FieldErrors returns the *FieldError values inside err (as joined by Load
@@ -60,11 +67,17 @@ func FieldErrors(err error) []*FieldError {
 // `clawrun policy check` can show them all at once.
 type collector struct {
 	file string
+	rule string // given to every problem added with add (the allowlist's)
 	list []*FieldError
 }
 
 func (c *collector) add(line int, field, format string, args ...any) {
-	c.list = append(c.list, &FieldError{File: c.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...)})
+	c.addRule(line, field, c.rule, format, args...)
+}
+
+// addRule records a problem that a policy rule, not the schema, refused.
+func (c *collector) addRule(line int, field, rule, format string, args ...any) {
+	c.list = append(c.list, &FieldError{File: c.file, Line: line, Field: field, Msg: fmt.Sprintf(format, args...), Rule: rule})
 }
 
 func (c *collector) n() int { return len(c.list) }

@@ -25,6 +25,11 @@ type File struct {
 	Version int              // schema version (1)
 	Agents  map[string]*Plan // by agent name
 	Order   []string         // agent names in file order
+	// SlackAPIURL is slack.api_url: the Slack Web API base URL, "" for
+	// Slack's own.
+	SlackAPIURL string
+	// Allowlist is the host allowlist the grants were checked against.
+	Allowlist *Allowlist
 }
 
 // Agent returns the plan of the named agent.
@@ -69,10 +74,14 @@ func FindFile(explicit string) (string, error) {
 	return "", fmt.Errorf("both %s exist in the current directory: remove one, or pass --config PATH", strings.Join(found, " and "))
 }
 
-// Load reads, validates and resolves the agent file at path. On any problem
-// it returns a nil File and every problem found, each a *FieldError, joined
-// with errors.Join (see FieldErrors). Errors name the file as path was given.
-func Load(path string) (*File, error) {
+// Load reads, validates and resolves the agent file at path, and checks its
+// grants against the host allowlist (see Option; by default the one named
+// by $CLAWRUN_ALLOWLIST or AllowlistPath) and the blocked paths. On any
+// problem it returns a nil File and every problem found, each a
+// *FieldError, joined with errors.Join (see FieldErrors). Errors name the
+// file as path was given; an unreadable or malformed allowlist is reported
+// alone, naming the allowlist.
+func Load(path string, opts ...Option) (*File, error) {
 	data, err := os.ReadFile(path)
 	if err != nil {
 		return nil, fmt.Errorf("read agent file: %w", err)
@@ -81,23 +90,39 @@ func Load(path string) (*File, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent file %s: %w", path, err)
 	}
-	l := &loader{c: collector{file: path}, abs: abs, dir: filepath.Dir(abs)}
+	ck, err := newChecker(collectOptions(opts), filepath.Dir(abs), abs)
+	if err != nil {
+		return nil, err
+	}
+	l := &loader{c: collector{file: path}, abs: abs, dir: filepath.Dir(abs), ck: ck}
 	f := l.load(data)
 	if err := l.c.err(); err != nil {
 		return nil, err
 	}
+	f.Allowlist = ck.allow
 	return f, nil
 }
 
 type loader struct {
 	c   collector
-	abs string // absolute path of the file
-	dir string // base of relative paths
+	abs string   // absolute path of the file
+	dir string   // base of relative paths
+	ck  *checker // host rules; nil while reading the allowlist itself
+	rw  []rwGrant
+}
+
+// rwGrant is a read-write grant waiting for self-edit protection, which
+// needs every protected file of the whole file (custom seccomp profiles of
+// later agents included).
+type rwGrant struct {
+	field string
+	line  int
+	host  string
 }
 
 var (
-	topFields   = []string{"version", "agents"}
-	agentFields = []string{"rootfs", "command", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname"}
+	topFields   = []string{"version", "agents", "slack"}
+	agentFields = []string{"rootfs", "command", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack"}
 	grantFields = []string{"host", "path", "mode"}
 	limitFields = []string{"memory", "cpus", "pids"}
 )
@@ -152,6 +177,9 @@ func (l *loader) load(data []byte) *File {
 			l.c.add(v.Line, "version", "unsupported version %s: this clawrun reads version 1; write version: 1 or leave it out", describe(v))
 		}
 	}
+	if v := m.get("slack"); v != nil {
+		f.SlackAPIURL = l.slackTop(v)
+	}
 	agents := m.get("agents")
 	if agents == nil {
 		l.c.add(m.line, "agents", "missing: declare at least one agent, e.g.\n  agents:\n    demo:\n      rootfs: ./rootfs\n      command: [\"/agent\"]")
@@ -173,6 +201,11 @@ func (l *loader) load(data []byte) *File {
 		if p := l.agent(name, am.keys[name], am.vals[name]); p != nil {
 			f.Agents[name] = p
 			f.Order = append(f.Order, name)
+		}
+	}
+	for _, g := range l.rw {
+		for _, is := range l.ck.selfEdit(g.host) {
+			l.c.addRule(g.line, g.field, is.rule, "%s", is.msg)
 		}
 	}
 	if l.c.n() != before {
@@ -266,8 +299,12 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	if v := m.get("rootfs"); v == nil {
 		l.c.add(key.Line, path+".rootfs", "missing: add rootfs: with the directory holding the agent's root filesystem, e.g. rootfs: ./rootfs")
 	} else if s, ok := l.scalar(v, path+".rootfs", "a path"); ok {
-		if r, err := resolveRootfs(l.dir, s); err != nil {
-			l.c.add(v.Line, path+".rootfs", "%v", err)
+		if err := checkPathChars(s); err != nil {
+			l.c.addRule(v.Line, path+".rootfs", RuleHostPath, "%q %v", s, err)
+		} else if r, err := resolveRootfs(l.dir, s); err != nil {
+			l.c.addRule(v.Line, path+".rootfs", RuleHostPath, "%v", err)
+		} else if is := l.ck.rootfs(s, r); is != nil {
+			l.c.addRule(v.Line, path+".rootfs", is.rule, "%s", is.msg)
 		} else {
 			p.Rootfs = r
 		}
@@ -332,11 +369,17 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	if v := m.get("limits"); v != nil {
 		p.Limits = l.limits(v, path+".limits")
 	}
-	l.text(m, path, "seccomp", "a profile name", func(s string) error {
-		sc, err := parseSeccomp(s)
-		p.Seccomp = sc
-		return err
-	})
+	if v := m.get("seccomp"); v != nil {
+		if sc, ok := l.seccompField(v, path+".seccomp"); ok {
+			p.Seccomp = sc
+		}
+	}
+	if v := m.get("capabilities"); v != nil {
+		p.Capabilities = l.capabilities(v, path+".capabilities")
+	}
+	if v := m.get("slack"); v != nil {
+		p.Slack = l.slackRoute(v, path+".slack")
+	}
 	l.text(m, path, "tmp_size", "a size such as 64M", func(s string) error {
 		n, err := parseTmpSize(s)
 		p.TmpSize = n
@@ -365,7 +408,7 @@ func (l *loader) text(m *fields, path, key, example string, set func(string) err
 	if v == nil {
 		return
 	}
-	fp := path + "." + key
+	fp := join(path, key)
 	s, ok := l.scalar(v, fp, example)
 	if !ok {
 		return
@@ -419,6 +462,11 @@ func (l *loader) grants(v *yaml.Node, path string) []Grant {
 		return nil
 	}
 	var out []Grant
+	type placed struct {
+		path string
+		line int
+	}
+	var mounted []placed
 	seen := map[string]int{} // container path -> line
 	for i, item := range v.Content {
 		ip := fmt.Sprintf("%s[%d]", path, i)
@@ -426,52 +474,95 @@ func (l *loader) grants(v *yaml.Node, path string) []Grant {
 		if m == nil {
 			continue
 		}
+		before := l.c.n()
 		g := Grant{Mode: ReadOnly}
-		ok := true
-		if h := m.get("host"); h == nil {
-			l.c.add(m.line, ip+".host", "missing: add host: with the host file or directory to grant")
-			ok = false
-		} else if s, sok := l.scalar(h, ip+".host", "a path"); !sok {
-			ok = false
-		} else if r, err := resolveHost(l.dir, s); err != nil {
-			l.c.add(h.Line, ip+".host", "%v", err)
-			ok = false
-		} else {
-			g.Host = r
+		hn, pn, mn := m.get("host"), m.get("path"), m.get("mode")
+		lineOf := map[string]int{"": m.line, "host": m.line, "path": m.line, "mode": m.line}
+		report := func(is issue) {
+			field := ip
+			if is.part != "" {
+				field += "." + is.part
+			}
+			l.c.addRule(lineOf[is.part], field, is.rule, "%s", is.msg)
 		}
-		pn := m.get("path")
+		if mn != nil {
+			lineOf["mode"] = mn.Line
+			if s, ok := l.scalar(mn, ip+".mode", "ro or rw"); ok {
+				md, err := parseMode(s)
+				if err != nil {
+					l.c.add(mn.Line, ip+".mode", "%v", err)
+				}
+				g.Mode = md
+			}
+		}
 		if pn == nil {
 			l.c.add(m.line, ip+".path", "missing: add path: with where the grant appears inside the container, e.g. path: /data")
-			ok = false
-		} else if s, sok := l.scalar(pn, ip+".path", "an absolute path"); !sok {
-			ok = false
-		} else if cp, err := containerPath(s); err != nil {
-			l.c.add(pn.Line, ip+".path", "%v", err)
-			ok = false
-		} else if first, dup := seen[cp]; dup {
-			l.c.add(pn.Line, ip+".path", "%s is already granted on line %d: each container path may be granted once", cp, first)
-			ok = false
-		} else {
-			seen[cp] = pn.Line
-			g.Path = cp
-		}
-		l.text(m, ip, "mode", "ro or rw", func(s string) error {
-			md, err := parseMode(s)
-			if err != nil {
-				ok = false
-			}
-			g.Mode = md
-			return err
-		})
-		if ok && g.Mode == ReadWrite {
-			if err := l.protectSelf(g.Host); err != nil {
-				l.c.add(m.line, ip, "%v", err)
-				ok = false
+		} else if s, ok := l.scalar(pn, ip+".path", "an absolute path"); ok {
+			lineOf["path"] = pn.Line
+			if cp, err := containerPath(s); err != nil {
+				report(newIssue("path", RuleContainerPath, "%v", err))
+			} else if first, dup := seen[cp]; dup {
+				report(newIssue("path", RuleContainerPath, "%s is already granted on line %d: each container path may be granted once", cp, first))
+			} else {
+				seen[cp] = pn.Line
+				g.Path = cp
 			}
 		}
-		if ok {
-			out = append(out, g)
+		if hn == nil {
+			l.c.add(m.line, ip+".host", "missing: add host: with the host file or directory to grant")
+		} else if s, ok := l.scalar(hn, ip+".host", "a path"); ok && g.Mode != "" {
+			lineOf["host"] = hn.Line
+			r, issues := l.ck.host(l.dir, s, g.Mode)
+			for _, is := range issues {
+				report(is)
+			}
+			g.Host = r
 		}
+		if l.c.n() != before {
+			continue
+		}
+		// Grants are mounted in order: one mounted over the parent of an
+		// earlier one would hide it (and whatever it masks).
+		for _, e := range mounted {
+			if within(e.path, g.Path) {
+				report(newIssue("path", RuleContainerPath, "%s would be mounted over %s (line %d) and hide it: list the grant of %s before the one of %s", g.Path, e.path, e.line, g.Path, e.path))
+			}
+		}
+		if l.c.n() != before {
+			continue
+		}
+		mounted = append(mounted, placed{g.Path, pn.Line})
+		if g.Mode == ReadWrite {
+			l.rw = append(l.rw, rwGrant{field: ip, line: m.line, host: g.Host})
+		}
+		out = append(out, g)
+	}
+	return out
+}
+
+// capabilities reads agents.NAME.capabilities: names checked against the
+// kernel's list and privileged ones against the allowlist.
+func (l *loader) capabilities(v *yaml.Node, path string) []string {
+	items := l.stringList(v, path, "a list of capability names, e.g. capabilities: [CAP_NET_BIND_SERVICE]")
+	var out []string
+	seen := map[string]int{}
+	for i, it := range items {
+		ip := fmt.Sprintf("%s[%d]", path, i)
+		c, err := capName(it.text)
+		if err != nil {
+			l.c.addRule(it.line, ip, RuleCapabilities, "%v", err)
+			continue
+		}
+		if prev, dup := seen[c]; dup {
+			l.c.add(it.line, ip, "%s is already listed on line %d: list each capability once", c, prev)
+			continue
+		}
+		seen[c] = it.line
+		if err := checkCapability(c, l.ck.allow); err != nil {
+			l.c.addRule(it.line, ip, RuleCapabilities, "%v", err)
+			continue
+		}
+		out = append(out, c)
 	}
 	return out
 }
@@ -504,26 +595,6 @@ func (l *loader) limits(v *yaml.Node, path string) Limits {
 		return checkPids(n)
 	})
 	return lim
-}
-
-// protectSelf refuses a read-write grant of host when it contains the agent
-// file: an agent that can edit the file declaring its grants can widen them.
-// Both the path as named (its directory resolved) and the final target are
-// checked, since an agent able to replace a symlink controls where it points.
-func (l *loader) protectSelf(host string) error {
-	paths := []string{l.abs}
-	if d, err := filepath.EvalSymlinks(l.dir); err == nil {
-		paths[0] = filepath.Join(d, filepath.Base(l.abs))
-	}
-	if r, err := filepath.EvalSymlinks(l.abs); err == nil {
-		paths = append(paths, r)
-	}
-	for _, fp := range paths {
-		if within(fp, host) {
-			return fmt.Errorf("read-write grant of %s contains the agent file %s: an agent must not be able to edit its own permissions; grant a narrower directory, make it ro, or move the agent file out", host, fp)
-		}
-	}
-	return nil
 }
 
 func deref(n *yaml.Node) *yaml.Node {

@@ -125,7 +125,7 @@ agents:
 		User:     User{UID: 42, GID: 42},
 		UserSet:  true,
 		Network:  NetworkNone,
-		Seccomp:  "default",
+		Seccomp:  DefaultSeccomp,
 		TmpSize:  64 << 20,
 		IDMap:    IDMapAuto,
 		Hostname: "second-one-x",
@@ -217,7 +217,7 @@ func TestLoadBad(t *testing.T) {
 		{"pids word", "agents:\n  demo:\n" + goodAgent + "    limits:\n      pids: many\n", 6, "agents.demo.limits.pids", "whole number"},
 		{"pids zero", "agents:\n  demo:\n" + goodAgent + "    limits:\n      pids: 0\n", 6, "agents.demo.limits.pids", "at least 1"},
 		{"limits unknown", "agents:\n  demo:\n" + goodAgent + "    limits:\n      mem: 1G\n", 6, "agents.demo.limits.mem", `did you mean "memory"`},
-		{"seccomp", "agents:\n  demo:\n" + goodAgent + "    seccomp: unconfined\n", 5, "agents.demo.seccomp", `only "default"`},
+		{"seccomp", "agents:\n  demo:\n" + goodAgent + "    seccomp: unconfined\n", 5, "agents.demo.seccomp", `is not supported: use one of`},
 		{"tmp_size", "agents:\n  demo:\n" + goodAgent + "    tmp_size: big\n", 5, "agents.demo.tmp_size", "invalid size"},
 		{"idmap", "agents:\n  demo:\n" + goodAgent + "    idmap: full\n", 5, "agents.demo.idmap", "use auto"},
 		{"hostname", "agents:\n  demo:\n" + goodAgent + "    hostname: my_host\n", 5, "agents.demo.hostname", "invalid hostname"},
@@ -313,9 +313,10 @@ func TestFieldErrorFormat(t *testing.T) {
 		e    FieldError
 		want string
 	}{
-		{FieldError{"clawrun.yaml", 7, "agents.demo.limits.memory", "bad"}, "clawrun.yaml:7: agents.demo.limits.memory: bad"},
-		{FieldError{"clawrun.yaml", 0, "", "empty"}, "clawrun.yaml: empty"},
-		{FieldError{"", 0, "--mount", "bad"}, "--mount: bad"},
+		{FieldError{File: "clawrun.yaml", Line: 7, Field: "agents.demo.limits.memory", Msg: "bad"}, "clawrun.yaml:7: agents.demo.limits.memory: bad"},
+		{FieldError{File: "clawrun.yaml", Msg: "empty"}, "clawrun.yaml: empty"},
+		{FieldError{Field: "--mount", Msg: "bad"}, "--mount: bad"},
+		{FieldError{File: "a.yaml", Line: 3, Field: "agents.x.grants[0].host", Msg: "refused", Rule: RuleBlocked}, "a.yaml:3: agents.x.grants[0].host: refused (policy: blocked paths)"},
 	}
 	for _, tt := range tests {
 		if got := tt.e.Error(); got != tt.want {

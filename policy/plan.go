@@ -66,16 +66,21 @@ type Plan struct {
 	// the file did not say: the runtime then picks a non-root uid when
 	// subordinate ids exist, and root-in-userns (the invoking host user,
 	// no capabilities) with a single-id map.
-	User     User
-	UserSet  bool
-	Grants   []Grant
-	Network  Network
-	Limits   Limits
-	Seccomp  string // seccomp profile name ("default")
-	TmpSize  int64  // size of the tmpfs on /tmp, in bytes
+	User    User
+	UserSet bool
+	Grants  []Grant
+	Network Network
+	Limits  Limits
+	// Seccomp is a built-in profile name (seccomp.Names, "default" unless
+	// set) or "custom:/abs/path.json" (CustomSeccompPrefix) for a custom
+	// profile file, read with seccomp.Resolve.
+	Seccomp  string
+	TmpSize  int64 // size of the tmpfs on /tmp, in bytes
 	IDMap    IDMap
 	Hostname string
-	// Capabilities granted explicitly by the file (none by default).
+	// Capabilities granted explicitly by the file (none by default):
+	// validated, upper-case CAP_ names in file order; privileged ones only
+	// when the host allowlist permits them.
 	Capabilities []string
 	// Slack routing; nil when the agent has no slack section.
 	Slack *SlackRoute

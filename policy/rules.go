@@ -18,7 +18,7 @@ const (
 	DefaultPath    = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 	DefaultHome    = "/"
 	DefaultWorkdir = "/"
-	DefaultSeccomp = "default"
+	DefaultSeccomp = "agent"
 	DefaultTmpSize = 64 << 20 // bytes
 	MinMemory      = 4 << 20  // bytes; below this an agent cannot even start
 	MinTmpSize     = 1 << 20  // bytes
@@ -121,6 +121,9 @@ var reservedPaths = []string{"/proc", "/sys", "/dev"}
 func containerPath(s string) (string, error) {
 	if s == "" {
 		return "", errors.New("is empty: give an absolute path inside the container, e.g. /data")
+	}
+	if err := checkPathChars(s); err != nil {
+		return "", fmt.Errorf("%q %v", s, err)
 	}
 	if !strings.HasPrefix(s, "/") {
 		return "", fmt.Errorf("%q is not absolute: container paths start with /, e.g. /%s", s, strings.TrimPrefix(s, "./"))
@@ -259,13 +262,6 @@ func parseNetwork(s string) (Network, error) {
 		return NetworkNone, nil
 	}
 	return "", fmt.Errorf("network %q is not supported: only none (loopback only) exists; egress grants are not supported yet", s)
-}
-
-func parseSeccomp(s string) (string, error) {
-	if s == DefaultSeccomp {
-		return s, nil
-	}
-	return "", fmt.Errorf("seccomp profile %q is not supported: only %q exists for now", s, DefaultSeccomp)
 }
 
 func parseIDMap(s string) (IDMap, error) {

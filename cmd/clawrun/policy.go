@@ -1,0 +1,161 @@
+package main
+
+import (
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clawrun/clawrun/policy"
+)
+
+// policyOptions are the host facts policy checks need from the CLI: the
+// running binary and the state and data directories chosen with --root and
+// --data, none of which a read-write grant may reach.
+func policyOptions(g *globals) []policy.Option {
+	var opts []policy.Option
+	if exe, err := os.Executable(); err == nil {
+		opts = append(opts, policy.WithExecutable(exe))
+	}
+	for _, d := range []string{g.root, g.data} {
+		if d == "" {
+			continue
+		}
+		if abs, err := filepath.Abs(d); err == nil {
+			opts = append(opts, policy.WithClawrunDirs(abs))
+		}
+	}
+	return opts
+}
+
+func newPolicyCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "policy",
+		Short: "Check agent files against the host's policy",
+	}
+	var allowlist string
+	check := &cobra.Command{
+		Use:   "check [FILE]",
+		Short: "Print every policy violation in an agent file",
+		Long: `Check the agent file FILE (default: --config, or ./clawrun.yaml) the way
+'clawrun run' does before it creates anything: the schema, the host allowlist,
+blocked paths, self-edit protection, capabilities, seccomp and Slack routes.
+Every problem is printed on its own line with the rule that refused it, and
+clawrun exits 1; a file without problems gets a summary and exit 0.
+
+The allowlist is $CLAWRUN_ALLOWLIST, or ` + allowlistLocation() + `
+(see docs/allowlist.md); --allowlist checks against another one.`,
+		Example: `  clawrun policy check
+  clawrun policy check agents/support.yaml
+  clawrun policy check --allowlist /etc/clawrun/allowlist.yaml clawrun.yaml`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			explicit := g.config
+			if len(args) == 1 {
+				explicit = args[0]
+			}
+			path, err := policy.FindFile(explicit)
+			if err != nil {
+				return err
+			}
+			opts := policyOptions(g)
+			if allowlist != "" {
+				opts = append(opts, policy.WithAllowlistFile(allowlist))
+			}
+			f, err := policy.Load(path, opts...)
+			if err != nil {
+				fes := policy.FieldErrors(err)
+				if len(fes) == 0 {
+					return err
+				}
+				printViolations(cmd.OutOrStdout(), fes)
+				noun := "problems"
+				if len(fes) == 1 {
+					noun = "problem"
+				}
+				return &exitError{exitFailure, fmt.Errorf("%s: %d %s; nothing was run", path, len(fes), noun)}
+			}
+			printSummary(cmd.OutOrStdout(), path, f)
+			return nil
+		},
+	}
+	check.Flags().StringVar(&allowlist, "allowlist", "", "check against this allowlist file instead of the host's")
+	cmd.AddCommand(check)
+	return cmd
+}
+
+func allowlistLocation() string {
+	if p := policy.AllowlistPath(); p != "" {
+		return p
+	}
+	return "$XDG_CONFIG_HOME/clawrun/allowlist.yaml"
+}
+
+func printViolations(w io.Writer, fes []*policy.FieldError) {
+	for _, fe := range fes {
+		line := fe.Error()
+		if fe.Rule == "" {
+			line += " (policy: schema)"
+		}
+		fmt.Fprintln(w, line)
+	}
+}
+
+func printSummary(w io.Writer, path string, f *policy.File) {
+	noun := "agents"
+	if len(f.Order) == 1 {
+		noun = "agent"
+	}
+	fmt.Fprintf(w, "%s: OK, %d %s\n", path, len(f.Order), noun)
+	a := f.Allowlist
+	switch {
+	case a == nil:
+	case a.Default && a.Path != "":
+		fmt.Fprintf(w, "allowlist: none at %s, defaults apply (the agent file's directory and your home, rw)\n", a.Path)
+	case a.Default:
+		fmt.Fprintln(w, "allowlist: none, defaults apply (the agent file's directory and your home, rw)")
+	default:
+		fmt.Fprintf(w, "allowlist: %s\n", a.Path)
+	}
+	if f.SlackAPIURL != "" {
+		fmt.Fprintf(w, "slack api_url: %s\n", f.SlackAPIURL)
+	}
+	for _, name := range f.Order {
+		p := f.Agents[name]
+		fmt.Fprintf(w, "  %s:\n", name)
+		fmt.Fprintf(w, "    rootfs        %s (ro)\n", p.Rootfs)
+		for _, gr := range p.Grants {
+			fmt.Fprintf(w, "    grant         %s <- %s (%s)\n", gr.Path, gr.Host, gr.Mode)
+		}
+		caps := "none"
+		if len(p.Capabilities) > 0 {
+			caps = strings.Join(p.Capabilities, ",")
+		}
+		fmt.Fprintf(w, "    capabilities  %s\n", caps)
+		fmt.Fprintf(w, "    seccomp       %s\n", p.Seccomp)
+		fmt.Fprintf(w, "    network       %s\n", p.Network)
+		if r := p.Slack; r != nil {
+			var parts []string
+			if len(r.Channels) > 0 {
+				parts = append(parts, "channels "+strings.Join(r.Channels, ","))
+			}
+			if r.DM {
+				parts = append(parts, "direct messages")
+			}
+			if r.MentionsOnly {
+				parts = append(parts, "mentions only")
+			}
+			if len(r.Users) > 0 {
+				parts = append(parts, "users "+strings.Join(r.Users, ","))
+			}
+			if len(r.PostTo) > 0 {
+				parts = append(parts, "may post to "+strings.Join(r.PostTo, ","))
+			}
+			parts = append(parts, fmt.Sprintf("concurrency %d, queue %d", r.Concurrency, r.QueueLimit))
+			fmt.Fprintf(w, "    slack         %s\n", strings.Join(parts, "; "))
+		}
+	}
+}
