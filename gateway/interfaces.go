@@ -6,6 +6,7 @@ package gateway
 
 import (
 	"context"
+	"errors"
 	"io"
 
 	"github.com/clawrun/clawrun/chat"
@@ -16,7 +17,28 @@ import (
 // is durably stored (or deliberately dropped, e.g. a duplicate); a transport
 // acknowledges the platform's delivery only after that, so a crash in
 // between means a redelivery, never a loss.
-type Handler func(ctx context.Context, in chat.Inbound) error
+//
+// It is an alias so that a transport package can declare its Receive with
+// the plain func type and satisfy Transport without importing gateway.
+type Handler = func(ctx context.Context, in chat.Inbound) error
+
+// ErrUndeliverable marks a Post error that no retry can fix (the channel
+// is gone, the bot is not in it, the text is refused): the gateway then
+// logs the reply and gives up on it. Any other error is taken as transient
+// and the post is retried, with backoff, until it succeeds. A transport
+// marks such an error by wrapping ErrUndeliverable, or, to stay free of an
+// import of this package, by returning an error (anywhere in its chain)
+// with a method Undeliverable() bool that reports true.
+var ErrUndeliverable = errors.New("undeliverable")
+
+// Undeliverable reports whether err marks a post that no retry can fix.
+func Undeliverable(err error) bool {
+	if errors.Is(err, ErrUndeliverable) {
+		return true
+	}
+	var u interface{ Undeliverable() bool }
+	return errors.As(err, &u) && u.Undeliverable()
+}
 
 // Transport is a chat platform connection.
 type Transport interface {

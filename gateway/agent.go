@@ -1,0 +1,390 @@
+package gateway
+
+import (
+	"bufio"
+	"context"
+	"encoding/json"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/clawrun/clawrun/chat"
+	"github.com/clawrun/clawrun/policy"
+)
+
+// maxLine bounds one protocol line from an agent (docs/protocol.md).
+const maxLine = 1 << 20
+
+// exitGrace is how long stdout may stay open after the agent exited (a
+// leftover child holding it) before the gateway stops reading.
+const exitGrace = 2 * time.Second
+
+// agent supervises one agent's process: it starts it, feeds it its queue
+// in order, posts its replies and restarts it when it exits.
+type agent struct {
+	g     *Gateway
+	plan  *policy.Plan
+	name  string
+	conc  int
+	limit int
+	log   *slog.Logger
+	wake  chan struct{}
+	// failures counts failed starts and crashes since the agent last
+	// answered a message.
+	failures atomic.Int32
+}
+
+func newAgent(g *Gateway, p *policy.Plan) *agent {
+	a := &agent{g: g, plan: p, name: p.Name, conc: p.Slack.Concurrency, limit: p.Slack.QueueLimit,
+		log: g.log.With("agent", p.Name), wake: make(chan struct{}, 1)}
+	if a.conc <= 0 {
+		a.conc = 1
+	}
+	if a.limit <= 0 {
+		a.limit = DefaultQueueLimit
+	}
+	return a
+}
+
+// poke tells the agent's supervisor that its queue changed.
+func (a *agent) poke() {
+	select {
+	case a.wake <- struct{}{}:
+	default:
+	}
+}
+
+func (a *agent) down() bool { return int(a.failures.Load()) >= a.g.o.DownAfter }
+
+func (a *agent) backoff(failures int32) time.Duration {
+	d := a.g.o.BackoffMin
+	for i := int32(1); i < failures && d < a.g.o.BackoffMax; i++ {
+		d *= 2
+	}
+	return min(d, a.g.o.BackoffMax)
+}
+
+// run keeps the agent running until ctx ends.
+func (a *agent) run(ctx context.Context) {
+	starts := 0
+	for ctx.Err() == nil {
+		proc, err := a.g.o.Runner.Start(ctx, a.plan)
+		if err != nil {
+			n := a.failures.Add(1)
+			d := a.backoff(n)
+			a.log.Error("agent failed to start", "err", err, "failures", n, "retry_in", d)
+			if !sleep(ctx, d) {
+				return
+			}
+			continue
+		}
+		starts++
+		attrs := []any{}
+		if named, ok := proc.(interface{ Name() string }); ok {
+			attrs = append(attrs, "container", named.Name())
+		}
+		if starts == 1 {
+			a.log.Info("agent started", attrs...)
+		} else {
+			a.log.Info("agent restarted", append(attrs, "restarts", starts-1)...)
+		}
+		began := time.Now()
+		end := a.session(ctx, proc)
+		if ctx.Err() != nil {
+			a.log.Info("agent stopped", "code", end.code)
+			return
+		}
+		if time.Since(began) >= a.g.o.BackoffMax {
+			a.failures.Store(0) // it ran long enough to count as healthy
+		}
+		n := a.failures.Add(1)
+		d := a.backoff(n)
+		a.log.Warn("agent exited; restarting", "code", end.code, "err", end.err,
+			"unanswered", len(end.unanswered), "failures", n, "retry_in", d)
+		if !sleep(ctx, d) {
+			return
+		}
+	}
+}
+
+type sessionEnd struct {
+	code       int
+	err        error
+	unanswered []string
+}
+
+// flight is a message written to the agent and not yet answered.
+type flight struct {
+	msg     chat.Message
+	reacted bool
+}
+
+// session serves one run of the agent's process until it exits or ctx
+// ends (then the agent gets end of file on stdin, StopTimeout to finish,
+// and is stopped).
+func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
+	o := a.g.o
+	// Replies in progress may still be posted while the agent shuts down.
+	postCtx, cancelPost := context.WithCancel(context.WithoutCancel(ctx))
+	defer cancelPost()
+
+	quit := make(chan struct{})
+	defer close(quit)
+	go func() {
+		// Posting may take StopTimeout past shutdown, not longer.
+		select {
+		case <-ctx.Done():
+		case <-quit:
+			return
+		}
+		t := time.NewTimer(o.StopTimeout)
+		defer t.Stop()
+		select {
+		case <-t.C:
+			cancelPost()
+		case <-quit:
+		}
+	}()
+	replies := make(chan chat.Reply)
+	go a.readReplies(proc, replies, quit)
+
+	var end sessionEnd
+	exited := make(chan struct{})
+	go func() {
+		end.code, end.err = proc.Wait()
+		close(exited)
+	}()
+
+	// Writes go through their own goroutine so that an agent that stops
+	// reading cannot wedge the supervisor. At most conc messages are in
+	// flight, so the buffer never fills.
+	writes := make(chan []byte, a.conc)
+	stdin := proc.Stdin()
+	go func() {
+		defer stdin.Close()
+		for b := range writes {
+			if _, err := stdin.Write(b); err != nil {
+				a.log.Debug("write to agent failed", "err", err)
+				for range writes {
+				}
+				return
+			}
+		}
+	}()
+	closeWrites := sync.OnceFunc(func() { close(writes) })
+	defer closeWrites()
+	stopOnce := sync.OnceFunc(func() { go func() { _ = proc.Stop() }() })
+
+	inflight := map[string]*flight{}
+	stopping := false
+	ctxDone := ctx.Done()
+	exitedC := (<-chan struct{})(exited)
+	var stopTimer, graceTimer <-chan time.Time
+	for replies != nil || exitedC != nil {
+		if !stopping && exitedC != nil && replies != nil && len(inflight) < a.conc {
+			a.dispatch(inflight, writes)
+		}
+		select {
+		case <-a.wake:
+		case r, ok := <-replies:
+			if !ok {
+				replies = nil
+				if exitedC != nil {
+					// stdout closed but the process lives on: it can no
+					// longer answer, so end it.
+					stopOnce()
+				}
+				continue
+			}
+			a.handleReply(postCtx, r, inflight)
+		case <-exitedC:
+			exitedC = nil
+			graceTimer = time.After(exitGrace)
+		case <-graceTimer:
+			a.log.Warn("agent exited but its stdout stays open; ignoring further output")
+			replies = nil
+		case <-ctxDone:
+			ctxDone = nil
+			stopping = true
+			closeWrites() // end of file: finish the current message and exit
+			stopTimer = time.After(o.StopTimeout)
+		case <-stopTimer:
+			a.log.Warn("agent did not exit after end of input; stopping it", "timeout", o.StopTimeout)
+			stopOnce()
+		}
+	}
+	if err := proc.Stop(); err != nil {
+		a.log.Debug("remove agent container", "err", err)
+	}
+	for id, f := range inflight {
+		end.unanswered = append(end.unanswered, id)
+		if f.reacted {
+			// The message goes back to waiting; a new run reacts again.
+			rctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+			_ = o.Transport.React(rctx, f.msg.Channel, f.msg.TS, "eyes", false)
+			cancel()
+		}
+	}
+	// Only an exit of the agent's own counts against a message; a stop on
+	// shutdown (or the shutdown signal reaching the agent first) does not.
+	if !stopping && ctx.Err() == nil && len(end.unanswered) > 0 {
+		a.countAttempts(end.unanswered)
+	}
+	return end
+}
+
+// readReplies parses the agent's stdout into replies until it closes.
+func (a *agent) readReplies(proc Process, out chan<- chat.Reply, quit <-chan struct{}) {
+	defer close(out)
+	sc := bufio.NewScanner(proc.Stdout())
+	sc.Buffer(make([]byte, 64*1024), maxLine)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if len(line) == 0 {
+			continue
+		}
+		var r chat.Reply
+		if err := json.Unmarshal(line, &r); err != nil || r.ReplyTo == "" {
+			a.log.Warn("skipped a line that is not a protocol reply", "line", truncate(string(line), 200))
+			continue
+		}
+		select {
+		case out <- r:
+		case <-quit:
+			return
+		}
+	}
+	if err := sc.Err(); err != nil {
+		a.log.Warn("stopped reading agent output", "err", err)
+	}
+}
+
+func truncate(s string, n int) string {
+	if len(s) <= n {
+		return s
+	}
+	return s[:n] + "…"
+}
+
+// dispatch writes the oldest waiting messages not yet in flight, up to the
+// agent's concurrency.
+func (a *agent) dispatch(inflight map[string]*flight, writes chan<- []byte) {
+	pending, err := a.g.o.Store.Pending(a.name)
+	if err != nil {
+		a.log.Error("read queue", "err", err)
+		return
+	}
+	for _, e := range pending {
+		if len(inflight) >= a.conc {
+			return
+		}
+		if inflight[e.Message.ID] != nil {
+			continue
+		}
+		b, err := json.Marshal(e.Message)
+		if err != nil {
+			continue
+		}
+		inflight[e.Message.ID] = &flight{msg: e.Message}
+		writes <- append(b, '\n')
+	}
+}
+
+// handleReply acts on one line of the agent. Only a message in flight to
+// this agent can be answered: the agent names a message, never a channel.
+func (a *agent) handleReply(ctx context.Context, r chat.Reply, inflight map[string]*flight) {
+	o := a.g.o
+	f := inflight[r.ReplyTo]
+	if f == nil {
+		a.log.Warn("dropped a reply to a message that is not waiting for this agent", "reply_to", r.ReplyTo)
+		return
+	}
+	if !r.Final() {
+		if r.Status == "working" && !f.reacted {
+			f.reacted = true
+			if err := o.Transport.React(ctx, f.msg.Channel, f.msg.TS, "eyes", true); err != nil {
+				a.log.Debug("add reaction", "id", f.msg.ID, "err", err)
+			}
+		}
+		return
+	}
+	if strings.TrimSpace(r.Text) != "" {
+		if err := a.post(ctx, f.msg, r.Text); err != nil {
+			if ctx.Err() != nil {
+				// Shutting down: the message stays queued and is
+				// delivered again on the next start.
+				return
+			}
+			a.log.Error("reply is undeliverable; giving up on it", "id", f.msg.ID,
+				"channel", f.msg.Channel, "thread", f.msg.Thread, "text", truncate(r.Text, 500), "err", err)
+		}
+	}
+	// The reply is out: record it before anything else, so that a crash
+	// from here on never answers the message twice.
+	if err := o.Store.Done(a.name, f.msg.ID); err != nil {
+		a.log.Error("record reply posted", "id", f.msg.ID, "err", err)
+	}
+	delete(inflight, r.ReplyTo)
+	a.failures.Store(0)
+	a.log.Debug("message answered", "id", f.msg.ID)
+	if f.reacted {
+		if err := o.Transport.React(ctx, f.msg.Channel, f.msg.TS, "eyes", false); err != nil {
+			a.log.Debug("remove reaction", "id", f.msg.ID, "err", err)
+		}
+	}
+}
+
+// post posts a reply into the message's thread. The transport already
+// waits out rate limits; other failures are retried with backoff for as
+// long as it takes (Slack being down must not lose replies), unless the
+// transport says the reply is undeliverable.
+func (a *agent) post(ctx context.Context, m chat.Message, text string) error {
+	return retryPost(ctx, a.g.o, a.log.With("id", m.ID), m.Channel, m.Thread, text)
+}
+
+func retryPost(ctx context.Context, o Options, log *slog.Logger, channel, thread, text string) error {
+	d := o.BackoffMin
+	for attempt := 1; ; attempt++ {
+		err := o.Transport.Post(ctx, channel, thread, text)
+		if err == nil || Undeliverable(err) || ctx.Err() != nil {
+			return err
+		}
+		log.Warn("post failed; retrying", "channel", channel, "attempt", attempt, "retry_in", d, "err", err)
+		if !sleep(ctx, d) {
+			return ctx.Err()
+		}
+		d = min(2*d, o.BackoffMax)
+	}
+}
+
+// countAttempts records that the agent exited while these messages were in
+// flight and gives up on those that reached MaxAttempts, telling the sender.
+func (a *agent) countAttempts(ids []string) {
+	o := a.g.o
+	counts, err := o.Store.AddAttempt(a.name, ids)
+	if err != nil {
+		a.log.Error("count delivery attempts", "err", err)
+		return
+	}
+	pending, err := o.Store.Pending(a.name)
+	if err != nil {
+		a.log.Error("read queue", "err", err)
+		return
+	}
+	for _, e := range pending {
+		n := counts[e.Message.ID]
+		if n < o.MaxAttempts {
+			continue
+		}
+		note := Notice{Channel: e.Message.Channel, Thread: e.Message.Thread, Text: "Agent " + a.name +
+			" stopped unexpectedly each time it was given this message, so it was dropped. The agent's log says why."}
+		if err := o.Store.Done(a.name, e.Message.ID, note); err != nil {
+			a.log.Error("give up on message", "id", e.Message.ID, "err", err)
+			continue
+		}
+		a.log.Error("gave up on a message after repeated agent crashes", "id", e.Message.ID, "attempts", n)
+		a.g.pokeOutbox()
+	}
+}

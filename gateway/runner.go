@@ -1,0 +1,158 @@
+package gateway
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/clawrun/clawrun/policy"
+	"github.com/clawrun/clawrun/runtime"
+)
+
+// containerInfix marks the containers the gateway starts: NAME-gw-XXXXXX.
+const containerInfix = "-gw-"
+
+// RuntimeRunner runs agents as foreground containers of a runtime.Runtime,
+// attached through pipes. Each start gets a new container name, and the
+// container is removed when the agent exits.
+type RuntimeRunner struct {
+	Runtime *runtime.Runtime
+	// LogDir receives each agent's stderr in NAME.log (appended across
+	// restarts).
+	LogDir string
+	// StopTimeout is how long Stop waits after end of input before it
+	// stops the container (SIGTERM, then SIGKILL).
+	StopTimeout time.Duration
+}
+
+// NewRuntimeRunner returns a runner whose agent logs go to
+// DATA/logs/NAME.log of the runtime's data directory.
+func NewRuntimeRunner(rt *runtime.Runtime) *RuntimeRunner {
+	return &RuntimeRunner{Runtime: rt, LogDir: filepath.Join(rt.DataDir, "logs"), StopTimeout: 5 * time.Second}
+}
+
+// LogPath is where the agent's stderr goes.
+func (r *RuntimeRunner) LogPath(agent string) string {
+	return filepath.Join(r.LogDir, agent+".log")
+}
+
+// RemoveStale removes containers this runner left behind for the agents,
+// e.g. after the serving process was killed: their stdin is gone, so they
+// are useless, and their state would otherwise pile up.
+func (r *RuntimeRunner) RemoveStale(agents []string) ([]string, error) {
+	list, err := r.Runtime.List()
+	if err != nil {
+		return nil, err
+	}
+	var removed []string
+	var errs []error
+	for _, c := range list {
+		for _, a := range agents {
+			if c.Agent == a && strings.HasPrefix(c.Name, containerPrefix(a)) {
+				if err := r.Runtime.Remove(c.Name, true); err != nil && !errors.Is(err, runtime.ErrNotFound) {
+					errs = append(errs, err)
+				} else {
+					removed = append(removed, c.Name)
+				}
+			}
+		}
+	}
+	return removed, errors.Join(errs...)
+}
+
+func containerPrefix(agent string) string {
+	// Names are at most 64 characters; the suffix takes 11.
+	if len(agent) > 48 {
+		agent = agent[:48]
+	}
+	return agent + containerInfix
+}
+
+// Start starts the agent's container in the background. A failure to
+// create or start it surfaces from Wait, like an exit.
+func (r *RuntimeRunner) Start(_ context.Context, p *policy.Plan) (Process, error) {
+	if err := os.MkdirAll(r.LogDir, 0o700); err != nil {
+		return nil, fmt.Errorf("agent %s log: %w", p.Name, err)
+	}
+	logf, err := os.OpenFile(r.LogPath(p.Name), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s log: %w", p.Name, err)
+	}
+	suffix := make([]byte, 3)
+	_, _ = rand.Read(suffix)
+	name := containerPrefix(p.Name) + hex.EncodeToString(suffix)
+	fmt.Fprintf(logf, "--- %s clawrun serve: starting container %s\n", time.Now().UTC().Format(time.RFC3339), name)
+
+	inR, inW := io.Pipe()
+	outR, outW := io.Pipe()
+	rp := &runtimeProcess{r: r, name: name, stdin: inW, stdout: outR, done: make(chan struct{})}
+	go func() {
+		code, err := r.Runtime.Run(p, runtime.RunOptions{
+			Name: name, Remove: true, Stdin: inR, Stdout: outW, Stderr: logf, KeepSignals: true,
+		})
+		if err != nil {
+			fmt.Fprintf(logf, "--- clawrun serve: container %s: %v\n", name, err)
+		} else {
+			fmt.Fprintf(logf, "--- clawrun serve: container %s exited with code %d\n", name, code)
+		}
+		inR.Close()
+		outW.Close()
+		logf.Close()
+		rp.code, rp.err = code, err
+		close(rp.done)
+	}()
+	return rp, nil
+}
+
+type runtimeProcess struct {
+	r      *RuntimeRunner
+	name   string
+	stdin  *io.PipeWriter
+	stdout *io.PipeReader
+	done   chan struct{}
+	code   int
+	err    error
+	stop   sync.Once
+}
+
+func (p *runtimeProcess) Name() string          { return p.name }
+func (p *runtimeProcess) Stdin() io.WriteCloser { return p.stdin }
+func (p *runtimeProcess) Stdout() io.Reader     { return p.stdout }
+
+func (p *runtimeProcess) Wait() (int, error) {
+	<-p.done
+	return p.code, p.err
+}
+
+// Stop closes the agent's input, gives it StopTimeout to exit, then stops
+// the container. The run removes the container once the agent is gone.
+func (p *runtimeProcess) Stop() error {
+	var err error
+	p.stop.Do(func() {
+		p.stdin.Close()
+		select {
+		case <-p.done:
+			return
+		case <-time.After(p.r.StopTimeout):
+		}
+		if e := p.r.Runtime.Stop(p.name, p.r.StopTimeout); e != nil && !errors.Is(e, runtime.ErrNotFound) {
+			err = e
+		}
+		select {
+		case <-p.done:
+		case <-time.After(p.r.StopTimeout + 10*time.Second):
+			if err == nil {
+				err = fmt.Errorf("container %s did not stop", p.name)
+			}
+		}
+	})
+	return err
+}
