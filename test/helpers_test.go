@@ -51,7 +51,12 @@ func testMain(m *testing.M) int {
 	defer os.RemoveAll(dir)
 	_ = os.Chmod(dir, 0o755)
 	baseRootfs = filepath.Join(dir, "rootfs")
-	if err := rootfs.BuildBusybox(baseRootfs, "/bin/busybox", map[string]string{"/agent": agentBin}); err != nil {
+	extra := map[string]string{"/agent": agentBin}
+	// The escape suite's prober; if it cannot be built, only that suite fails.
+	if proberBin, proberErr = buildProber(dir); proberErr == nil {
+		extra["/prober"] = proberBin
+	}
+	if err := rootfs.BuildBusybox(baseRootfs, "/bin/busybox", extra); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: build rootfs:", err)
 		return 1
 	}
