@@ -17,7 +17,7 @@ deps:
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -tags $(TAGS) -o $(BIN)/clawrun ./cmd/clawrun
+	$(GO) build -tags $(TAGS) -trimpath -ldflags='-s -w' -o $(BIN)/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/echo-agent ./examples/echo-agent
 
 lint: deps
@@ -27,7 +27,7 @@ lint: deps
 test: deps lint build test-unit test-integration
 
 test-unit:
-	$(GO) test -tags $(TAGS) -count=1 ./policy/... ./seccomp/... ./rootfs/... ./runtime/... ./slack/... ./cmd/... ./examples/...
+	$(GO) test -tags $(TAGS) -count=1 ./policy/... ./seccomp/... ./rootfs/... ./runtime/... ./slack/... ./hostcheck/... ./chat/... ./gateway/... ./test/fakeslack/... ./cmd/... ./examples/...
 
 # The container suite runs twice: as root, and rootless as an unprivileged
 # user (the product's main case). The test binary and clawrun are copied to a

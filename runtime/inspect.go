@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/clawrun/clawrun/seccomp"
@@ -141,14 +142,15 @@ func (r *Runtime) Inspect(name string) (*Report, error) {
 	in := info(c, m)
 	rep.Lines = append([]Line{{"status", in.Status}}, rep.Lines...)
 	if in.Pid > 0 {
-		rep.Live = LiveChecks(in.Pid)
+		rep.Live = LiveChecks(in.Pid, s.Process.Capabilities)
 	}
 	return rep, nil
 }
 
 // LiveChecks reads /proc/PID of a container's init and checks that the
-// sandbox is really in place.
-func LiveChecks(pid int) []Check {
+// sandbox is really in place: the capability sets must be exactly those the
+// spec grants (none unless the agent file says so).
+func LiveChecks(pid int, caps *specs.LinuxCapabilities) []Check {
 	var out []Check
 	st, err := procStatus(pid)
 	if err != nil {
@@ -159,8 +161,14 @@ func LiveChecks(pid int) []Check {
 	}
 	want("Seccomp (/proc status)", "2", st["Seccomp"])
 	want("NoNewPrivs", "1", st["NoNewPrivs"])
-	for _, k := range []string{"CapEff", "CapPrm", "CapBnd", "CapAmb"} {
-		want(k, "0000000000000000", st[k])
+	if caps == nil {
+		caps = &specs.LinuxCapabilities{}
+	}
+	for _, c := range []struct {
+		key  string
+		sets []string
+	}{{"CapEff", caps.Effective}, {"CapPrm", caps.Permitted}, {"CapBnd", caps.Bounding}, {"CapAmb", caps.Ambient}} {
+		want(c.key, capMask(c.sets), st[c.key])
 	}
 	for _, ns := range []string{"user", "mnt", "pid", "ipc", "uts", "cgroup", "net"} {
 		self, err1 := os.Readlink("/proc/self/ns/" + ns)
@@ -193,4 +201,19 @@ func procStatus(pid int) (map[string]string, error) {
 		}
 	}
 	return m, sc.Err()
+}
+
+// capMask renders capability names as /proc/PID/status shows a set.
+func capMask(names []string) string {
+	byName := map[string]uint{}
+	for _, c := range capability.ListKnown() {
+		byName["CAP_"+strings.ToUpper(c.String())] = uint(c)
+	}
+	var mask uint64
+	for _, n := range names {
+		if bit, ok := byName[strings.ToUpper(n)]; ok {
+			mask |= 1 << bit
+		}
+	}
+	return fmt.Sprintf("%016x", mask)
 }

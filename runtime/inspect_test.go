@@ -167,7 +167,7 @@ func TestLiveChecksSelf(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	checks := LiveChecks(os.Getpid())
+	checks := LiveChecks(os.Getpid(), nil)
 	byProp := map[string]Check{}
 	for _, c := range checks {
 		byProp[c.Property] = c
@@ -213,7 +213,7 @@ func TestLiveChecksSelf(t *testing.T) {
 }
 
 func TestLiveChecksNoProcess(t *testing.T) {
-	checks := LiveChecks(-1)
+	checks := LiveChecks(-1, nil)
 	if len(checks) != 1 || checks[0].OK || checks[0].Property != "process" || !strings.Contains(checks[0].Expected, "/proc/-1") {
 		t.Errorf("checks %+v, want one failed process check", checks)
 	}
@@ -245,5 +245,22 @@ func TestProcStatus(t *testing.T) {
 	}
 	if _, err := procStatus(-1); err == nil {
 		t.Error("no error for a process that does not exist")
+	}
+}
+
+func TestCapMask(t *testing.T) {
+	cases := []struct {
+		names []string
+		want  string
+	}{
+		{nil, "0000000000000000"},
+		{[]string{"CAP_CHOWN"}, "0000000000000001"},
+		{[]string{"CAP_NET_BIND_SERVICE", "CAP_KILL"}, "0000000000000420"},
+		{[]string{"cap_sys_admin"}, "0000000000200000"},
+	}
+	for _, tc := range cases {
+		if got := capMask(tc.names); got != tc.want {
+			t.Errorf("capMask(%v) = %s, want %s", tc.names, got, tc.want)
+		}
 	}
 }

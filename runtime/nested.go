@@ -36,8 +36,12 @@ const NestedCommand = "__nested-run"
 
 const nestedStageEnv = "_CLAWRUN_NESTED_STAGE"
 
+// needsOuterUserns: every rootless run goes through the outer namespace, so
+// libcontainer always runs as root there and opens grant sources itself
+// (which pinGrants relies on). With a single-id map the outer namespace maps
+// just the user, which needs no setuid helper.
 func needsOuterUserns(id *Identity, h Host) bool {
-	return h.Rootless() && id.Kind == "subordinate"
+	return h.Rootless()
 }
 
 // nestedRequest is what the parent hands the re-executed child on fd 3.
@@ -109,18 +113,35 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	single := prep.Identity.Kind != "subordinate"
 	cmd := exec.Command(self, NestedCommand)
 	cmd.Env = withEnv(os.Environ(), nestedStageEnv, "1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.ExtraFiles = []*os.File{reqR, resW}
-	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER, Pdeathsig: unix.SIGKILL}
+	// A mount namespace of its own (owned by the outer user namespace)
+	// lets libcontainer seal its re-executed binary with a read-only
+	// overlayfs instead of copying it into memory on every start
+	// (CVE-2019-5736 protection), and keeps any such mount off the host.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
+	if single {
+		// An unprivileged process may map itself: the kernel takes the map
+		// before exec, so the child starts as root of its namespace and
+		// needs neither newuidmap nor the second exec.
+		cmd.SysProcAttr.UidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: r.Host.UID, Size: 1}}
+		cmd.SysProcAttr.GidMappings = []syscall.SysProcIDMap{{ContainerID: 0, HostID: r.Host.GID, Size: 1}}
+		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
+		cmd.Env = withEnv(os.Environ(), nestedStageEnv, "2")
+	}
+	// A supervisor's (or a detached run's) child must not receive the
+	// terminal's signals: its own process group keeps Ctrl-C for the caller.
+	cmd.SysProcAttr.Setpgid = o.Detach || o.KeepSignals
 	if o.Detach {
 		// The child must outlive nothing: it exits right after starting the
 		// container, but a detached container must not die with us.
 		cmd.SysProcAttr.Pdeathsig = 0
 	}
 	sigs := make(chan os.Signal, 16)
-	if !o.Detach {
+	if !o.Detach && !o.KeepSignals {
 		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
 	}
@@ -132,17 +153,18 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	}
 	reqR.Close()
 	resW.Close()
-	pid := cmd.Process.Pid
-	if err := writeMap("newuidmap", pid, outerMap(r.Host.UID, subU)); err == nil {
-		err = writeMap("newgidmap", pid, outerMap(r.Host.GID, subG))
-		if err != nil {
+	if !single {
+		pid := cmd.Process.Pid
+		if err := writeMap("newuidmap", pid, outerMap(r.Host.UID, subU)); err != nil {
 			return killNested(cmd, reqW, err)
 		}
-	} else {
-		return killNested(cmd, reqW, err)
-	}
-	if _, err := reqW.Write([]byte{'.'}); err != nil {
-		return killNested(cmd, reqW, err)
+		if err := writeMap("newgidmap", pid, outerMap(r.Host.GID, subG)); err != nil {
+			return killNested(cmd, reqW, err)
+		}
+		// Stage 1 waits for this byte: its maps are in place.
+		if _, err := reqW.Write([]byte{'.'}); err != nil {
+			return killNested(cmd, reqW, err)
+		}
 	}
 	if err := json.NewEncoder(reqW).Encode(&req); err != nil {
 		return killNested(cmd, reqW, err)

@@ -186,6 +186,10 @@ type RunOptions struct {
 	Stdin  io.Reader
 	Stdout io.Writer
 	Stderr io.Writer
+	// KeepSignals leaves the caller's signals alone instead of forwarding
+	// them to the agent: a supervisor such as `clawrun serve` stops its
+	// agents itself (end of input, then SIGTERM) rather than racing them.
+	KeepSignals bool
 }
 
 // Run creates and starts a container for the plan. Detached, it returns 0 as
@@ -218,6 +222,10 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 		RootlessEUID:    rootless,
 		RootlessCgroups: rootless || prep.CgroupsPath == "",
 	})
+	if err != nil {
+		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	pins, err := pinGrants(config.Mounts)
 	if err != nil {
 		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
 	}
@@ -269,11 +277,25 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 	}
 	// Register for signals before start, so none sent in between is lost.
 	sigs := make(chan os.Signal, 16)
-	if !o.Detach {
+	if !o.Detach && !o.KeepSignals {
 		signal.Notify(sigs, forwardedSignals...)
 		defer signal.Stop(sigs)
 	}
-	if err := c.Run(proc); err != nil {
+	// Start sets the container up and parks its init before exec; the
+	// grants are verified in between, so a swapped mount never runs code.
+	if err := c.Start(proc); err != nil {
+		return startError(p, err)
+	}
+	if pid, err := proc.Pid(); err != nil {
+		return -1, err
+	} else if err := verifyGrants(pid, pins); err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
+		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	if err := c.Exec(); err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
 		return startError(p, err)
 	}
 	if o.Detach {

@@ -189,7 +189,7 @@ func WithGrant(g policy.Grant) SpecOpt {
 // WithSeccomp installs the named seccomp profile.
 func WithSeccomp(profile string) SpecOpt {
 	return func(s *specs.Spec) error {
-		p, err := seccomp.Profile(profile)
+		p, err := seccomp.Resolve(profile, seccomp.Options{})
 		if err != nil {
 			return err
 		}
@@ -252,6 +252,7 @@ func AgentOpts(p *policy.Plan, id *Identity, cgroupsPath string) []SpecOpt {
 		WithNewNamespaces(),
 		WithIDMappings(id),
 		WithNoCapabilities(),
+		WithCapabilities(p.Capabilities),
 		WithNoNewPrivileges(),
 		WithSystemMounts(),
 		WithTmpfs("/tmp", p.TmpSize),

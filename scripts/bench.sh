@@ -8,11 +8,13 @@
 #   sh scripts/bench.sh              (from the repo root, after make build)
 #   sh scripts/bench.sh pair MODE DIR BIN   (internal: one mode, run as its user)
 #
-# Environment: BENCH_RUNS (default 100, at least 30), BENCH_USER (default
-# clawrun-test). Results: .bench/bench-MODE.json (hyperfine --export-json).
+# Environment: BENCH_RUNS runs per command per round (default 35, at least
+# 30), BENCH_ROUNDS (default 3), BENCH_USER (default clawrun-test).
+# Results: .bench/bench-MODE.json (hyperfine --export-json).
 set -eu
 
-RUNS=${BENCH_RUNS:-100}
+RUNS=${BENCH_RUNS:-35}
+ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=5
 BENCH_USER=${BENCH_USER:-clawrun-test}
 # The user's PATH for the rootless pass; runc is in /usr/sbin on Debian.
@@ -102,16 +104,38 @@ pair() {
 
 	# hyperfine runs each command through sh -c and subtracts the shell's
 	# start-up time, so the shell is what gives runc a fresh id per run
-	# ($$) at no cost to either side.
-	a="$cr run --config $d/clawrun.yaml noop"
-	b="runc --root $d/runc-state $rl run -b $bundle bench-\$\$"
-	c="$cr run --config $d/clawrun.yaml noop-bundle"
-	# The last command exists only when the pair had to leave clawrun's
-	# default map: what a user gets by default, for reference.
-	set -- -n clawrun "$a" -n runc "$b" -n clawrun-on-bundle "$c"
+	# ($$) at no cost to either side. clawrun-idmap-auto exists only when
+	# the pair had to leave clawrun's default map: it is what a rootless
+	# user with subordinate ids gets by default, for reference.
+	names="clawrun runc clawrun-on-bundle"
 	if [ "$idmap" != auto ]; then
-		set -- "$@" -n clawrun-idmap-auto "$cr run --config $d/clawrun.yaml noop-auto"
+		names="$names clawrun-idmap-auto"
 	fi
+	cmd_clawrun="$cr run --config $d/clawrun.yaml noop"
+	cmd_runc="runc --root $d/runc-state${rl:+ $rl} run -b $bundle bench-\$\$"
+	cmd_on_bundle="$cr run --config $d/clawrun.yaml noop-bundle"
+	cmd_auto="$cr run --config $d/clawrun.yaml noop-auto"
+
+	# hyperfine times one command's runs back to back, so background load
+	# that comes and goes over seconds would favour whichever command ran
+	# in a quiet spell. Listing every command once per round, in a rotated
+	# order, and pooling the rounds spreads that drift over all of them.
+	set --
+	order=$names
+	r=1
+	while [ "$r" -le "$ROUNDS" ]; do
+		for n in $order; do
+			case $n in
+			clawrun) c=$cmd_clawrun ;;
+			runc) c=$cmd_runc ;;
+			clawrun-on-bundle) c=$cmd_on_bundle ;;
+			clawrun-idmap-auto) c=$cmd_auto ;;
+			esac
+			set -- "$@" -n "$n.$r" "$c"
+		done
+		order="${order#* } ${order%% *}"
+		r=$((r + 1))
+	done
 	echo "=== $mode, as $(id -un) (uid $(id -u)), idmap: $idmap"
 	printf "hyperfine --shell=sh --style=basic --warmup %s --runs %s --export-json %s" "$WARMUP" "$RUNS" "$d/hyperfine.json"
 	for arg in "$@"; do
@@ -126,13 +150,35 @@ pair() {
 		--export-json "$d/hyperfine.json" "$@" ||
 		die "$mode: hyperfine failed (a command exited non-zero?)"
 
-	# Medians in command order; hyperfine writes one "median" key per result.
-	meds=$(awk '/"median":/ { v = $2; sub(/,$/, "", v); printf "%s ", v }' "$d/hyperfine.json")
-	set -- $meds
-	[ $# -ge 3 ] || die "$mode: expected 3 or 4 medians in $d/hyperfine.json, got: $meds"
-	awk -v m="$mode" -v i="$idmap" -v a="$1" -v b="$2" -v c="$3" -v x="${4:-}" 'BEGIN {
-		auto = x == "" ? "-" : sprintf("%.1f", x*1000)
-		printf "%-9s %-7s %9.1f %9.1f %9.1f %12.2f %11.2f %13s\n", m, i, a*1000, b*1000, c*1000, a/b, c/b, auto
+	# Every run's time, as "NAME seconds", pooled over the rounds, and each
+	# round's mean CPU time (user + system) as "cpu NAME seconds". The JSON
+	# is hyperfine's pretty-printed export: one key or array item a line.
+	awk '/"command":/ { n = $2; gsub(/[",]/, "", n); sub(/[.][0-9]+$/, "", n) }
+		/"user":/ { u = $2; sub(/,$/, "", u) }
+		/"system":/ { v = $2; sub(/,$/, "", v); print "cpu", n, u + v }
+		/"times": \[/ { t = 1; next }
+		t && /\]/ { t = 0 }
+		t { v = $1; sub(/,$/, "", v); print n, v }' "$d/hyperfine.json" >"$d/samples"
+	# CPU time is what the runtime itself spends; unlike wall time it
+	# hardly moves when other work competes for the cores.
+	cpu=$(awk '$1 == "cpu" { s[$2] += $3; k[$2]++ }
+		END { a = s["clawrun"] / k["clawrun"]; b = s["runc"] / k["runc"]
+			printf "%.1f %.1f %.2f", a * 1000, b * 1000, a / b }' "$d/samples")
+	set -- $cpu
+	printf "%-9s %-7s %9s %9s %12s\n" "$mode" "$idmap" "$1" "$2" "$3" >"$d/cpu"
+	line="$mode $idmap"
+	for n in $names; do
+		m=$(awk -v n="$n" '$1 == n { print $2 }' "$d/samples" | sort -n | awk '
+			{ a[NR] = $1 }
+			END { if (NR == 0) exit 1; print (NR % 2 ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2), NR }') ||
+			die "$mode: no times for $n in $d/hyperfine.json"
+		line="$line $m"
+	done
+	# line: MODE IDMAP then median and count for each of $names.
+	set -- $line
+	awk -v m="$1" -v i="$2" -v a="$3" -v na="$4" -v b="$5" -v c="$7" -v x="${9:-}" 'BEGIN {
+		auto = x == "" ? "-" : sprintf("%.1f", x * 1000)
+		printf "%-9s %-7s %5d %9.1f %9.1f %9.1f %12.2f %11.2f %13s\n", m, i, na, a * 1000, b * 1000, c * 1000, a / b, c / b, auto
 	}' >"$d/result"
 }
 
@@ -147,6 +193,7 @@ for t in hyperfine runc awk; do
 	command -v "$t" >/dev/null || die "$t not found in PATH (Debian: apt-get install $t)"
 done
 [ "$RUNS" -ge 30 ] || die "BENCH_RUNS=$RUNS: use at least 30 runs"
+[ "$ROUNDS" -ge 1 ] || die "BENCH_ROUNDS=$ROUNDS: use at least 1 round"
 
 work=$(mktemp -d /tmp/clawrun-bench.XXXXXX)
 cleanup() {
@@ -176,6 +223,9 @@ chmod 755 "$work/bin" "$work/bin/clawrun" "$work/bin/echo-agent" "$work/bench.sh
 mkdir -p .bench
 
 echo "machine: $(nproc) cores, kernel $(uname -r), $(runc --version | head -n 1), $(hyperfine --version)"
+# Rootless, libcontainer copies the clawrun binary into a memfd on every
+# start (runc does the same with its own), so its size is part of the cost.
+echo "binaries: clawrun $(wc -c <bin/clawrun) bytes, runc $(wc -c <"$(command -v runc)") bytes"
 echo "cgroups: $(stat -fc %T /sys/fs/cgroup) on /sys/fs/cgroup (cgroup2fs = v2, tmpfs = v1)"
 modes=""
 if [ "$(id -u)" -eq 0 ]; then
@@ -188,6 +238,7 @@ if [ "$(id -u)" -eq 0 ]; then
 		chown "$BENCH_USER" "$work/rootless"
 		home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
 		runuser -u "$BENCH_USER" -- env -i PATH="$USER_PATH" HOME="$home" \
+			BENCH_RUNS="$RUNS" BENCH_ROUNDS="$ROUNDS" \
 			sh "$work/bench.sh" pair rootless "$work/rootless" "$work/bin"
 		cp "$work/rootless/hyperfine.json" .bench/bench-rootless.json
 		modes="$modes rootless"
@@ -202,9 +253,14 @@ else
 fi
 
 echo
-echo "median start-to-exit of /bin/true, ms (hyperfine JSON in .bench/)"
-printf "%-9s %-7s %9s %9s %9s %12s %11s %13s\n" mode idmap clawrun runc on-bundle clawrun/runc bundle/runc clawrun-auto
+echo "median start-to-exit of /bin/true in ms, over $ROUNDS rounds of $RUNS runs per command (hyperfine JSON in .bench/)"
+printf "%-9s %-7s %5s %9s %9s %9s %12s %11s %13s\n" mode idmap runs clawrun runc on-bundle clawrun/runc bundle/runc clawrun-auto
 for m in $modes; do
 	cat "$work/$m/result"
+done
+echo "mean CPU time (user + system) per run in ms"
+printf "%-9s %-7s %9s %9s %12s\n" mode idmap clawrun runc clawrun/runc
+for m in $modes; do
+	cat "$work/$m/cpu"
 done
 echo "target (issue 2): clawrun/runc <= 1.2"

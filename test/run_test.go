@@ -234,3 +234,22 @@ func TestRmForce(t *testing.T) {
 		t.Fatalf("rm -f left something: %v %v", e.ps(), e.stateEntries())
 	}
 }
+
+// `run AGENT -- CMD` keeps the agent's sandbox and environment but runs CMD;
+// CMD's own flags are not parsed by clawrun.
+func TestRunAgentCommandOverride(t *testing.T) {
+	e := newEnv(t)
+	e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
+  override:
+    rootfs: %s
+    command: ["/agent"]
+    env: {MARK: from-file}
+`, baseRootfs))
+	out := e.ok("run", "override", "--", "/bin/sh", "-c", "echo $MARK; hostname")
+	if out != "from-file\noverride\n" {
+		t.Fatalf("override output %q", out)
+	}
+	if r := e.run("run", "override", "/bin/sh"); r.code == 0 || !strings.Contains(r.stderr, "put the command after --") {
+		t.Fatalf("command without --: %s", r)
+	}
+}

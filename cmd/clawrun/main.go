@@ -101,7 +101,8 @@ file (clawrun.yaml). No daemon and no sudo are needed.`,
 	root.AddCommand(
 		newRunCmd(g), newExecCmd(g), newPsCmd(g), newLogsCmd(g), newStopCmd(g),
 		newKillCmd(g), newRmCmd(g), newSpecCmd(g), newBundleCmd(g), newInspectCmd(g),
-		newDemoCmd(g), newVersionCmd(),
+		newDemoCmd(g), newVersionCmd(), newPolicyCmd(g), newDoctorCmd(g), newStatsCmd(g),
+		newServeCmd(g), newSlackCmd(g), newSeccompCmd(),
 	)
 	return root
 }

@@ -87,7 +87,7 @@ func planForRun(g *globals, f *runFlags, args []string, dash int) (*policy.Plan,
 		return policy.AdHoc(policy.AdHocOptions{
 			Name: name, Rootfs: f.rootfs, Command: cmdArgs, Mounts: f.mounts,
 			Memory: f.memory, CPUs: f.cpus, Pids: f.pids, Env: f.env, Workdir: f.workdir, User: f.user,
-		})
+		}, policyOptions(g)...)
 	}
 	if len(f.mounts) > 0 || f.memory != "" || f.pids != 0 || f.cpus != 0 || len(f.env) > 0 || f.workdir != "" || f.user != "" {
 		return nil, errors.New("--mount, --memory, --pids, --cpus, --env, --workdir and --user are for ad-hoc runs with --rootfs; for an agent, set them in the agent file")
@@ -114,7 +114,7 @@ func loadAgent(g *globals, agent string) (*policy.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	file, err := policy.Load(path)
+	file, err := policy.Load(path, policyOptions(g)...)
 	if err != nil {
 		return nil, err
 	}
@@ -122,7 +122,7 @@ func loadAgent(g *globals, agent string) (*policy.Plan, error) {
 }
 
 func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {
-	dash := cmd.Flags().ArgsLenAtDash()
+	args, dash := splitDash(args, cmd.Flags().ArgsLenAtDash())
 	p, err := planForRun(g, f, args, dash)
 	if err != nil {
 		return &exitError{exitRunFailure, err}
@@ -161,6 +161,21 @@ func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {
 		return &exitError{code, nil}
 	}
 	return nil
+}
+
+// splitDash finds the "--" that separates AGENT from CMD. Flag parsing
+// stops at AGENT (so the command's own flags pass through untouched), which
+// leaves a later "--" among the arguments instead of recording it.
+func splitDash(args []string, dash int) ([]string, int) {
+	if dash >= 0 {
+		return args, dash
+	}
+	for i, a := range args {
+		if a == "--" {
+			return append(append([]string(nil), args[:i]...), args[i+1:]...), i
+		}
+	}
+	return args, -1
 }
 
 func randomSuffix() string {
