@@ -3,6 +3,11 @@
 // agent's container may see and do. It never touches the kernel or network.
 package policy
 
+import (
+	"fmt"
+	"strings"
+)
+
 // Mode is the access a grant gives to the container.
 type Mode string
 
@@ -29,10 +34,29 @@ type Limits struct {
 	MemoryBytes int64   // memory limit in bytes (swap is not granted beyond it)
 	CPUs        float64 // CPU quota in cores, e.g. 0.5
 	Pids        int64   // maximum number of tasks
+	// Enforce says what happens to a limit the host cannot enforce with a
+	// cgroup; empty means EnforceStrict.
+	Enforce Enforce `json:",omitempty"`
 }
 
-// IsZero reports whether no limit is set.
+// IsZero reports whether no limit is set (Enforce alone sets none).
 func (l Limits) IsZero() bool { return l.MemoryBytes == 0 && l.CPUs == 0 && l.Pids == 0 }
+
+// BestEffort reports whether limits the host cannot enforce with a cgroup
+// are approximated instead of refusing the run.
+func (l Limits) BestEffort() bool { return l.Enforce == EnforceBestEffort }
+
+// Enforce is limits.enforce of an agent file.
+type Enforce string
+
+const (
+	// EnforceStrict refuses to run an agent whose limits the host cannot
+	// enforce (the default).
+	EnforceStrict Enforce = "strict"
+	// EnforceBestEffort runs it anyway and approximates those limits with
+	// per-process rlimits; inspect shows which mechanism enforces what.
+	EnforceBestEffort Enforce = "best-effort"
+)
 
 // IDMap says how container ids map to host ids.
 type IDMap string
@@ -99,4 +123,28 @@ type SlackRoute struct {
 	Concurrency int
 	// QueueLimit bounds the agent's pending messages (default 100).
 	QueueLimit int
+}
+
+// Describe lists a route's parts for people ("channels C1, C2", "direct
+// messages", …), as `policy check` and `slack check` print them.
+func (r *SlackRoute) Describe() []string {
+	var parts []string
+	if len(r.Channels) > 0 {
+		parts = append(parts, "channels "+strings.Join(r.Channels, ", "))
+	}
+	if r.DM {
+		parts = append(parts, "direct messages")
+	}
+	if r.MentionsOnly {
+		parts = append(parts, "only when mentioned")
+	}
+	if len(r.Users) > 0 {
+		parts = append(parts, "users "+strings.Join(r.Users, ", "))
+	} else {
+		parts = append(parts, "any user")
+	}
+	if len(r.PostTo) > 0 {
+		parts = append(parts, "may also post to "+strings.Join(r.PostTo, ", "))
+	}
+	return append(parts, fmt.Sprintf("concurrency %d, queue %d", r.Concurrency, r.QueueLimit))
 }

@@ -138,24 +138,7 @@ func printSummary(w io.Writer, path string, f *policy.File) {
 		fmt.Fprintf(w, "    seccomp       %s\n", p.Seccomp)
 		fmt.Fprintf(w, "    network       %s\n", p.Network)
 		if r := p.Slack; r != nil {
-			var parts []string
-			if len(r.Channels) > 0 {
-				parts = append(parts, "channels "+strings.Join(r.Channels, ","))
-			}
-			if r.DM {
-				parts = append(parts, "direct messages")
-			}
-			if r.MentionsOnly {
-				parts = append(parts, "mentions only")
-			}
-			if len(r.Users) > 0 {
-				parts = append(parts, "users "+strings.Join(r.Users, ","))
-			}
-			if len(r.PostTo) > 0 {
-				parts = append(parts, "may post to "+strings.Join(r.PostTo, ","))
-			}
-			parts = append(parts, fmt.Sprintf("concurrency %d, queue %d", r.Concurrency, r.QueueLimit))
-			fmt.Fprintf(w, "    slack         %s\n", strings.Join(parts, "; "))
+			fmt.Fprintf(w, "    slack         %s\n", strings.Join(r.Describe(), "; "))
 		}
 	}
 }

@@ -163,25 +163,7 @@ func listRoutes(w io.Writer, f *policy.File, botName string) int {
 			continue
 		}
 		routed++
-		var parts []string
-		if len(r.Channels) > 0 {
-			parts = append(parts, "channels "+strings.Join(r.Channels, ", "))
-		}
-		if r.DM {
-			parts = append(parts, "direct messages")
-		}
-		if r.MentionsOnly {
-			parts = append(parts, "only when mentioned")
-		}
-		if len(r.Users) > 0 {
-			parts = append(parts, "users "+strings.Join(r.Users, ", "))
-		} else {
-			parts = append(parts, "any user")
-		}
-		if len(r.PostTo) > 0 {
-			parts = append(parts, "may also post to "+strings.Join(r.PostTo, ", "))
-		}
-		fmt.Fprintf(w, "%-11s %s\n", "  "+name, strings.Join(parts, "; "))
+		fmt.Fprintf(w, "%-11s %s\n", "  "+name, strings.Join(r.Describe(), "; "))
 	}
 	if routed == 0 {
 		fmt.Fprintln(w, "PROBLEM: no agent has a slack section, so serve has nothing to route: add agents.NAME.slack.channels (see docs/slack.md)")
