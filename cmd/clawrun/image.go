@@ -1,0 +1,289 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/spf13/cobra"
+
+	"github.com/clawrun/clawrun/policy"
+	"github.com/clawrun/clawrun/rootfs"
+	"github.com/clawrun/clawrun/runtime"
+)
+
+// imageStore opens the image store under the data directory.
+func (g *globals) imageStore() (*rootfs.Store, error) {
+	if err := os.MkdirAll(g.data, 0o700); err != nil {
+		return nil, fmt.Errorf("create %s: %w", g.data, err)
+	}
+	st, err := rootfs.OpenStore(filepath.Join(g.data, "images"))
+	if err != nil {
+		return nil, err
+	}
+	st.Progress = os.Stderr
+	return st, nil
+}
+
+// resolveImage turns an image agent's plan into one with a root
+// filesystem: the image is taken from the store (pulled or unpacked when
+// missing) and its config fills in what the agent file leaves out. Plans
+// of directory agents are returned as they are.
+func resolveImage(g *globals, p *policy.Plan) (*policy.Plan, error) {
+	if p.Image == "" {
+		return p, nil
+	}
+	st, err := g.imageStore()
+	if err != nil {
+		return nil, err
+	}
+	img, err := st.Resolve(context.Background(), p.Image)
+	if err != nil {
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	c := img.Config()
+	d := policy.ImageDefaults{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir}
+	if c.User != "" && !p.UserSet {
+		uid, gid, err := rootfs.LookupUser(img.Rootfs(), c.User)
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: image %s: %w: set user: in the agent file", p.Name, p.Image, err)
+		}
+		d.User = &policy.User{UID: uid, GID: gid}
+	}
+	return p.WithImage(img.Rootfs(), img.ID, d)
+}
+
+// imagesInUse lists the root filesystems of this user's containers, which
+// rm and prune must keep.
+func imagesInUse(g *globals) ([]string, error) {
+	rt, err := g.runtime()
+	if err != nil {
+		return nil, err
+	}
+	list, err := rt.List()
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for _, c := range list {
+		if c.Meta != nil && c.Meta.Plan != nil && c.Meta.Plan.Rootfs != "" {
+			out = append(out, c.Meta.Plan.Rootfs)
+		}
+	}
+	return out, nil
+}
+
+func newImageCmd(g *globals) *cobra.Command {
+	cmd := &cobra.Command{
+		Use:   "image",
+		Short: "Pull, list and remove the images agents run from",
+		Long: `Images are unpacked once, by the ID of their config, under DATA/images and
+shared read-only by every agent that names them (image: in the agent file).
+
+References:
+  alpine:3.20, registry:5000/team/agent@sha256:...   a registry (credentials
+                    from ~/.docker/config.json, as docker login writes them)
+  oci-layout:DIR[@sha256:...]                          an OCI image layout
+  docker-archive:FILE                                  a docker save tarball
+
+A run pulls an image it does not have; a registry tag already pulled is used
+as is until 'clawrun image pull' refreshes it. Layers are verified against
+their digests and unpacked safely (see docs/images.md).`,
+	}
+	cmd.AddCommand(newImagePullCmd(g), newImageLsCmd(g), newImageRmCmd(g), newImageInspectCmd(g), newImagePruneCmd(g))
+	return cmd
+}
+
+func newImagePullCmd(g *globals) *cobra.Command {
+	var maxSize string
+	cmd := &cobra.Command{
+		Use:   "pull REF",
+		Short: "Fetch and unpack an image (again, for a registry tag)",
+		Example: `  clawrun image pull alpine:3.20
+  clawrun image pull oci-layout:./build/agent
+  clawrun image pull --max-size 20G docker-archive:./big.tar`,
+		Args: cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.imageStore()
+			if err != nil {
+				return err
+			}
+			if maxSize != "" {
+				n, err := policy.ParseSize(maxSize)
+				if err != nil {
+					return fmt.Errorf("--max-size: %w", err)
+				}
+				st.MaxSize = n
+			}
+			img, err := st.Pull(cmd.Context(), args[0])
+			if err != nil {
+				return err
+			}
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%d layers, %s)\n", args[0], img.ID, len(img.Layers), humanSize(img.Size))
+			return nil
+		},
+	}
+	cmd.Flags().StringVar(&maxSize, "max-size", "", "refuse an image that unpacks to more than this (default 8G)")
+	return cmd
+}
+
+func newImageLsCmd(g *globals) *cobra.Command {
+	var asJSON bool
+	cmd := &cobra.Command{
+		Use:   "ls",
+		Short: "List unpacked images",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.imageStore()
+			if err != nil {
+				return err
+			}
+			imgs, err := st.List()
+			if err != nil {
+				return err
+			}
+			if asJSON {
+				if imgs == nil {
+					imgs = []*rootfs.Image{}
+				}
+				return writeJSON(cmd.OutOrStdout(), imgs)
+			}
+			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
+			fmt.Fprintln(tw, "REFERENCE\tID\tSIZE\tUNPACKED")
+			for _, img := range imgs {
+				refs := img.Refs
+				if len(refs) == 0 {
+					refs = []string{"<none>"}
+				}
+				for _, r := range refs {
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rootfs.Familiar(r), img.ShortID(), humanSize(img.Size), img.Unpacked.Local().Format(time.DateTime))
+				}
+			}
+			return tw.Flush()
+		},
+	}
+	cmd.Flags().BoolVar(&asJSON, "json", false, "print JSON")
+	return cmd
+}
+
+func newImageRmCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "rm REF|ID...",
+		Short: "Remove image references, and images no reference or container uses",
+		Long: `Remove a reference from the index; when no reference names the image any
+more and no container uses it, its unpacked base is deleted. Given an ID,
+every reference to that image goes; an image a container uses is refused.`,
+		Args: cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.imageStore()
+			if err != nil {
+				return err
+			}
+			inUse, err := imagesInUse(g)
+			if err != nil {
+				return err
+			}
+			var errs []error
+			for _, a := range args {
+				img, removed, err := st.Remove(a, inUse)
+				if err != nil {
+					errs = append(errs, err)
+					continue
+				}
+				if removed {
+					fmt.Fprintf(cmd.OutOrStdout(), "removed %s (%s)\n", a, img.ID)
+				} else {
+					fmt.Fprintf(cmd.OutOrStdout(), "untagged %s (%s kept: still named or in use)\n", a, img.ID)
+				}
+			}
+			return errors.Join(errs...)
+		},
+	}
+}
+
+func newImageInspectCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "inspect REF|ID",
+		Short: "Print an unpacked image's record as JSON: ID, references, layers, config",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			st, err := g.imageStore()
+			if err != nil {
+				return err
+			}
+			img, err := st.Get(args[0])
+			if err != nil {
+				return err
+			}
+			return writeJSON(cmd.OutOrStdout(), img)
+		},
+	}
+}
+
+func newImagePruneCmd(g *globals) *cobra.Command {
+	return &cobra.Command{
+		Use:   "prune",
+		Short: "Delete unpacked images that no reference names and no container uses",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			st, err := g.imageStore()
+			if err != nil {
+				return err
+			}
+			inUse, err := imagesInUse(g)
+			if err != nil {
+				return err
+			}
+			removed, err := st.Prune(inUse)
+			for _, id := range removed {
+				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", id)
+			}
+			if err == nil && len(removed) == 0 {
+				fmt.Fprintln(cmd.OutOrStdout(), "nothing to prune")
+			}
+			return err
+		},
+	}
+}
+
+func writeJSON(w io.Writer, v any) error {
+	enc := json.NewEncoder(w)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func humanSize(n int64) string {
+	const unit = 1024
+	if n < unit {
+		return fmt.Sprintf("%dB", n)
+	}
+	div, exp := int64(unit), 0
+	for m := n / unit; m >= unit; m /= unit {
+		div *= unit
+		exp++
+	}
+	return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/float64(div)), ".0") + string("KMGTPE"[exp]) + "iB"
+}
+
+// imageLine adds the image an agent runs from to an inspect report, next
+// to its rootfs.
+func imageLine(rep *runtime.Report, p *policy.Plan) {
+	if p == nil || p.Image == "" {
+		return
+	}
+	l := runtime.Line{Kind: "image", Value: fmt.Sprintf("%s (%s, unpacked read-only, shared)", p.Image, p.ImageID)}
+	for i, x := range rep.Lines {
+		if x.Kind == "rootfs" {
+			rep.Lines = append(rep.Lines[:i+1], append([]runtime.Line{l}, rep.Lines[i+1:]...)...)
+			return
+		}
+	}
+	rep.Lines = append([]runtime.Line{l}, rep.Lines...)
+}
