@@ -16,15 +16,21 @@ type Message struct {
 }
 
 // Reply is one line an agent writes on stdout. A line with Status is
-// progress ("working"); a line without it is the final answer to ReplyTo.
+// progress ("working"); a line with Channel (and no Status) is a separate
+// post into that channel, which the agent's file must grant (post_to); a
+// line with neither is the final answer to ReplyTo.
 type Reply struct {
 	ReplyTo string `json:"reply_to"`
 	Text    string `json:"text,omitempty"`
 	Status  string `json:"status,omitempty"`
+	Channel string `json:"channel,omitempty"`
 }
 
 // Final reports whether the reply completes its message.
-func (r Reply) Final() bool { return r.Status == "" }
+func (r Reply) Final() bool { return r.Status == "" && r.Channel == "" }
+
+// PostTo reports whether the line is a post into another channel.
+func (r Reply) PostTo() bool { return r.Status == "" && r.Channel != "" }
 
 // Inbound is a message as a transport delivers it, with what routing needs.
 type Inbound struct {

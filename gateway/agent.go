@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"log/slog"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -293,12 +294,17 @@ func (a *agent) dispatch(inflight map[string]*flight, writes chan<- []byte) {
 }
 
 // handleReply acts on one line of the agent. Only a message in flight to
-// this agent can be answered: the agent names a message, never a channel.
+// this agent can be answered: the agent names a message, and a channel
+// only among those its file grants with post_to.
 func (a *agent) handleReply(ctx context.Context, r chat.Reply, inflight map[string]*flight) {
 	o := a.g.o
 	f := inflight[r.ReplyTo]
 	if f == nil {
 		a.log.Warn("dropped a reply to a message that is not waiting for this agent", "reply_to", r.ReplyTo)
+		return
+	}
+	if r.PostTo() {
+		a.postTo(ctx, f.msg, r)
 		return
 	}
 	if !r.Final() {
@@ -334,6 +340,32 @@ func (a *agent) handleReply(ctx context.Context, r chat.Reply, inflight map[stri
 			a.log.Debug("remove reaction", "id", f.msg.ID, "err", err)
 		}
 	}
+}
+
+// postTo posts a separate, top-level message into r.Channel on behalf of
+// the message being handled, if the agent's file grants that channel
+// (slack.post_to); otherwise the post is refused and logged. It never
+// completes the message. It is not recorded: if the agent is given the
+// message again after a crash, it may post again (at least once, as
+// replies).
+func (a *agent) postTo(ctx context.Context, m chat.Message, r chat.Reply) {
+	log := a.log.With("id", m.ID, "channel", r.Channel)
+	if !slices.Contains(a.plan.Slack.PostTo, r.Channel) {
+		log.Warn("refused a post to a channel the agent file does not grant (add it to slack.post_to)",
+			"post_to", strings.Join(a.plan.Slack.PostTo, ","), "text", truncate(r.Text, 200))
+		return
+	}
+	if strings.TrimSpace(r.Text) == "" {
+		log.Warn("skipped an empty post to another channel")
+		return
+	}
+	if err := retryPost(ctx, a.g.o, log, r.Channel, "", r.Text); err != nil {
+		if ctx.Err() == nil {
+			log.Error("post to another channel is undeliverable; giving up on it", "text", truncate(r.Text, 500), "err", err)
+		}
+		return
+	}
+	log.Info("posted to another channel (post_to)")
 }
 
 // post posts a reply into the message's thread. The transport already

@@ -410,6 +410,58 @@ func TestReplyToUnknownIsDropped(t *testing.T) {
 	}
 }
 
+// post_to: a line with a channel posts a separate, top-level message
+// there if the agent file grants that channel, and is refused otherwise
+// (the message's own channel included); neither completes the message,
+// whose final reply still goes in its thread.
+func TestPostTo(t *testing.T) {
+	log := &postLog{}
+	poster := func(a *fakeAgent) int {
+		for {
+			m, ok := a.Next()
+			if !ok {
+				return 0
+			}
+			a.Reply(chat.Reply{ReplyTo: m.ID, Channel: "C9", Text: "to C9: " + m.Text})       // granted
+			a.Reply(chat.Reply{ReplyTo: m.ID, Channel: "C7", Text: "to C7: " + m.Text})       // not granted
+			a.Reply(chat.Reply{ReplyTo: m.ID, Channel: m.Channel, Text: "top-level in C1"})   // not granted
+			a.Reply(chat.Reply{ReplyTo: m.ID, Channel: "C9", Text: "  "})                     // empty: skipped
+			a.Reply(chat.Reply{ReplyTo: "C2:1700000000.000001", Channel: "C9", Text: "spam"}) // not in flight
+			a.Reply(chat.Reply{ReplyTo: m.ID, Status: "working", Channel: "C9"})              // a status line
+			a.Reply(chat.Reply{ReplyTo: m.ID, Text: "done"})
+		}
+	}
+	p := plan("a", func(r *policy.SlackRoute) { r.PostTo = []string{"C9"} })
+	h := start(t, openStore(t, t.TempDir()), newMemTransport(log), newProcRunner(map[string]agentFunc{"a": poster}),
+		[]*policy.Plan{p})
+	in := msg(1, "news")
+	h.send(in)
+	waitFor(t, "final reply", func() bool { return len(log.Posts()) == 2 })
+	time.Sleep(20 * time.Millisecond)
+	want := []post{{"C9", "", "to C9: news"}, {"C1", in.Message.Thread, "done"}}
+	if got := log.Posts(); !slices.Equal(got, want) {
+		t.Fatalf("posts %+v, want %+v", got, want)
+	}
+	if n, _ := h.store.QueueLen("a"); n != 0 {
+		t.Fatalf("%d messages still queued after the final reply", n)
+	}
+	// The status line with a channel still counted as progress.
+	if got := log.Reactions(); len(got) != 2 || !got[0].Add {
+		t.Fatalf("reactions %+v, want add and remove of :eyes:", got)
+	}
+
+	// Without post_to, nothing leaves the thread.
+	log2 := &postLog{}
+	h2 := start(t, openStore(t, t.TempDir()), newMemTransport(log2), newProcRunner(map[string]agentFunc{"a": poster}),
+		[]*policy.Plan{plan("a")})
+	h2.send(msg(2, "news"))
+	waitFor(t, "final reply", func() bool { return len(log2.Posts()) == 1 })
+	time.Sleep(20 * time.Millisecond)
+	if got := texts(log2.Posts()); !slices.Equal(got, []string{"done"}) {
+		t.Fatalf("posts without post_to: %v", got)
+	}
+}
+
 // A failed post is retried; the reply is not lost.
 func TestPostRetried(t *testing.T) {
 	log := &postLog{}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"maps"
 	"os"
 	"path/filepath"
 	"regexp"
@@ -122,9 +123,9 @@ type rwGrant struct {
 
 var (
 	topFields   = []string{"version", "agents", "slack"}
-	agentFields = []string{"rootfs", "command", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack"}
+	agentFields = []string{"rootfs", "command", "image", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack"}
 	grantFields = []string{"host", "path", "mode"}
-	limitFields = []string{"memory", "cpus", "pids"}
+	limitFields = []string{"memory", "cpus", "pids", "enforce"}
 )
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -296,8 +297,13 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	p := newPlan(name)
 	p.Source = l.abs
 
-	if v := m.get("rootfs"); v == nil {
-		l.c.add(key.Line, path+".rootfs", "missing: add rootfs: with the directory holding the agent's root filesystem, e.g. rootfs: ./rootfs")
+	img := m.get("image")
+	if v := m.get("rootfs"); v == nil && img == nil {
+		l.c.add(key.Line, path+".rootfs", "missing: add rootfs: with the directory holding the agent's root filesystem, e.g. rootfs: ./rootfs, or image: with an image, e.g. image: alpine:3.20")
+	} else if v != nil && img != nil {
+		l.c.add(img.Line, path+".image", "rootfs (line %d) and image are both set: give one of them", v.Line)
+	} else if img != nil {
+		p.Image = l.image(img, path+".image")
 	} else if s, ok := l.scalar(v, path+".rootfs", "a path"); ok {
 		if err := checkPathChars(s); err != nil {
 			l.c.addRule(v.Line, path+".rootfs", RuleHostPath, "%q %v", s, err)
@@ -311,9 +317,12 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	}
 
 	if v := m.get("command"); v == nil {
-		l.c.add(key.Line, path+".command", `missing: add the agent's argv as a list, e.g. command: ["/agent"]`)
+		if img == nil { // an image's Entrypoint and Cmd apply instead
+			l.c.add(key.Line, path+".command", `missing: add the agent's argv as a list, e.g. command: ["/agent"]`)
+		}
 	} else {
 		p.Command = l.command(v, path+".command")
+		p.set.command = true
 	}
 
 	vars := map[string]string{}
@@ -342,11 +351,12 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 			}
 		}
 	}
+	p.set.env = maps.Clone(vars)
 	p.Env = buildEnv(vars)
 
 	l.text(m, path, "workdir", "an absolute path", func(s string) error {
 		w, err := parseWorkdir(s)
-		p.Workdir = w
+		p.Workdir, p.set.workdir = w, true
 		return err
 	})
 	if v := m.get("user"); v != nil {
@@ -397,6 +407,9 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 
 	if l.c.n() != before {
 		return nil
+	}
+	if p.Image == "" {
+		p.set = fileSet{} // only an image's config needs to know
 	}
 	return p
 }
@@ -593,6 +606,11 @@ func (l *loader) limits(v *yaml.Node, path string) Limits {
 		}
 		lim.Pids = n
 		return checkPids(n)
+	})
+	l.text(m, path, "enforce", "strict or best-effort", func(s string) error {
+		e, err := parseEnforce(s)
+		lim.Enforce = e
+		return err
 	})
 	return lim
 }

@@ -153,6 +153,29 @@ func TestLoadDefaults(t *testing.T) {
 	}
 }
 
+// limits.enforce: strict unless the file says best-effort.
+func TestLoadLimitsEnforce(t *testing.T) {
+	for _, tt := range []struct {
+		line string
+		want Enforce
+		best bool
+	}{
+		{"    limits: {memory: 64M}\n", "", false},
+		{"    limits: {memory: 64M, enforce: strict}\n", EnforceStrict, false},
+		{"    limits: {memory: 64M, pids: 32, enforce: best-effort}\n", EnforceBestEffort, true},
+	} {
+		f := newFixture(t)
+		got, err := Load(f.write(t, "clawrun.yaml", "agents:\n  a:\n"+goodAgent+tt.line))
+		if err != nil {
+			t.Fatalf("%q: %v", tt.line, err)
+		}
+		l := got.Agents["a"].Limits
+		if l.Enforce != tt.want || l.BestEffort() != tt.best || l.MemoryBytes != 64<<20 {
+			t.Errorf("%q: limits %+v", tt.line, l)
+		}
+	}
+}
+
 const goodAgent = "    rootfs: ./rootfs\n    command: [/agent]\n"
 
 func TestLoadBad(t *testing.T) {
@@ -217,6 +240,8 @@ func TestLoadBad(t *testing.T) {
 		{"pids word", "agents:\n  demo:\n" + goodAgent + "    limits:\n      pids: many\n", 6, "agents.demo.limits.pids", "whole number"},
 		{"pids zero", "agents:\n  demo:\n" + goodAgent + "    limits:\n      pids: 0\n", 6, "agents.demo.limits.pids", "at least 1"},
 		{"limits unknown", "agents:\n  demo:\n" + goodAgent + "    limits:\n      mem: 1G\n", 6, "agents.demo.limits.mem", `did you mean "memory"`},
+		{"enforce bad", "agents:\n  demo:\n" + goodAgent + "    limits:\n      memory: 64M\n      enforce: soft\n", 7, "agents.demo.limits.enforce", `invalid enforce "soft": use strict`},
+		{"enforce list", "agents:\n  demo:\n" + goodAgent + "    limits: {enforce: [strict]}\n", 5, "agents.demo.limits.enforce", "strict or best-effort"},
 		{"seccomp", "agents:\n  demo:\n" + goodAgent + "    seccomp: unconfined\n", 5, "agents.demo.seccomp", `is not supported: use one of`},
 		{"tmp_size", "agents:\n  demo:\n" + goodAgent + "    tmp_size: big\n", 5, "agents.demo.tmp_size", "invalid size"},
 		{"idmap", "agents:\n  demo:\n" + goodAgent + "    idmap: full\n", 5, "agents.demo.idmap", "use auto"},

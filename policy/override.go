@@ -5,5 +5,6 @@ package policy
 func (p *Plan) WithCommand(args []string) *Plan {
 	c := *p
 	c.Command = append([]string(nil), args...)
+	c.set.command = c.Image != ""
 	return &c
 }

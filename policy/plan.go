@@ -108,6 +108,15 @@ type Plan struct {
 	Capabilities []string
 	// Slack routing; nil when the agent has no slack section.
 	Slack *SlackRoute
+	// Image is what agents.NAME.image names instead of a rootfs: a registry
+	// reference as written, or "oci-layout:/abs/dir[@sha256:…]" or
+	// "docker-archive:/abs/file". Rootfs stays empty until the caller
+	// resolves the image (rootfs.Store) and applies its config (WithImage);
+	// ImageID is then the unpacked image's ID.
+	Image   string `json:",omitempty"`
+	ImageID string `json:",omitempty"`
+	// set records what the agent file set itself (see WithImage).
+	set fileSet
 }
 
 // SlackRoute says which Slack messages reach an agent (agents.NAME.slack).

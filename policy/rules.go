@@ -257,6 +257,14 @@ func checkPids(n int64) error {
 	return nil
 }
 
+func parseEnforce(s string) (Enforce, error) {
+	switch Enforce(s) {
+	case EnforceStrict, EnforceBestEffort:
+		return Enforce(s), nil
+	}
+	return "", fmt.Errorf("invalid enforce %q: use strict (refuse to run when the host cannot enforce a limit, the default) or best-effort (approximate such limits with rlimits)", s)
+}
+
 func parseNetwork(s string) (Network, error) {
 	if Network(s) == NetworkNone {
 		return NetworkNone, nil

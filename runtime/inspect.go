@@ -10,6 +10,7 @@ import (
 	"github.com/moby/sys/capability"
 	"github.com/opencontainers/runtime-spec/specs-go"
 
+	"github.com/clawrun/clawrun/policy"
 	"github.com/clawrun/clawrun/seccomp"
 )
 
@@ -21,6 +22,9 @@ type Report struct {
 	Lines []Line   `json:"lines"`
 	Live  []Check  `json:"live,omitempty"`
 	Notes []string `json:"notes,omitempty"`
+	// Limits says, limit by limit, what enforces it: the cgroup, an
+	// rlimit (limits.enforce: best-effort) or nothing.
+	Limits []LimitEnforcement `json:"limits,omitempty"`
 }
 
 // Line is one setting of the sandbox.
@@ -91,13 +95,49 @@ func Describe(name string, p *Prepared) *Report {
 	for _, l := range seccomp.Summary(s.Linux.Seccomp) {
 		add("seccomp", "%s", l)
 	}
-	add("limits", "%s", limitsText(s.Linux.Resources, p.CgroupsPath))
-	if p.CgroupsPath != "" {
+	r.Limits = Enforcement(p.Plan.Limits, p.CgroupsPath)
+	switch {
+	case p.CgroupsPath != "":
+		add("limits", "%s", limitsText(s.Linux.Resources, p.CgroupsPath))
 		add("cgroup", "%s", p.CgroupsPath)
-	} else {
+	case len(r.Limits) > 0:
+		for _, e := range r.Limits {
+			add("limits", "%s", e)
+		}
+		add("cgroup", "none of its own (rootless on this host); limits.enforce: %s", orStrict(p.Plan.Limits.Enforce))
+	default:
+		add("limits", "none declared")
 		add("cgroup", "none of its own (rootless on this host); no limits declared")
 	}
 	return r
+}
+
+func orStrict(e policy.Enforce) policy.Enforce {
+	if e == "" {
+		return policy.EnforceStrict
+	}
+	return e
+}
+
+// String reads like the other inspect lines: "memory=67108864 bytes
+// enforced by rlimit RLIMIT_DATA=67108864 (note)".
+func (e LimitEnforcement) String() string {
+	s := e.Limit
+	if e.Value != "" {
+		s += "=" + e.Value
+	}
+	switch {
+	case e.Rlimit != nil:
+		s += fmt.Sprintf(" enforced by rlimit %s=%d", e.Rlimit.Type, e.Rlimit.Hard)
+	case e.By == ByNotEnforced:
+		s += " NOT ENFORCED"
+	default:
+		s += " enforced by " + e.By
+	}
+	if e.Note != "" {
+		s += " (" + e.Note + ")"
+	}
+	return s
 }
 
 func capList(c []string) string {
@@ -140,9 +180,14 @@ func (r *Runtime) Inspect(name string) (*Report, error) {
 	}
 	rep := Describe(name, &Prepared{Plan: m.Plan, Identity: m.Identity, CgroupsPath: m.CgroupsPath, Spec: s})
 	in := info(c, m)
-	rep.Lines = append([]Line{{"status", in.Status}}, rep.Lines...)
+	status := in.Status
+	if in.Exit != nil {
+		status = in.Exit.Text
+	}
+	rep.Lines = append([]Line{{"status", status}}, rep.Lines...)
 	if in.Pid > 0 {
 		rep.Live = LiveChecks(in.Pid, s.Process.Capabilities)
+		rep.Live = append(rep.Live, rlimitChecks(in.Pid, s.Process.Rlimits)...)
 	}
 	return rep, nil
 }

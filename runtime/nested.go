@@ -86,17 +86,23 @@ func toOuter(ms []specs.LinuxIDMapping, hostID int, sub SubRange) []specs.LinuxI
 	return out
 }
 
+// runNested runs the container from a re-executed child: rootless, inside
+// the outer user namespace; as root, only for a detached run, whose child
+// stays as the container's monitor (exit.go).
 func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
+	outer := r.Host.Rootless()
 	subU, _ := firstRange(r.Host.SubUIDs)
 	subG, _ := firstRange(r.Host.SubGIDs)
 	inner := *prep
-	spec := *prep.Spec
-	lin := *spec.Linux
-	lin.UIDMappings = toOuter(prep.Identity.UIDMappings, r.Host.UID, subU)
-	lin.GIDMappings = toOuter(prep.Identity.GIDMappings, r.Host.GID, subG)
-	spec.Linux = &lin
-	inner.Spec = &spec
-	inner.HostIdentity = prep.Identity
+	if outer {
+		spec := *prep.Spec
+		lin := *spec.Linux
+		lin.UIDMappings = toOuter(prep.Identity.UIDMappings, r.Host.UID, subU)
+		lin.GIDMappings = toOuter(prep.Identity.GIDMappings, r.Host.GID, subG)
+		spec.Linux = &lin
+		inner.Spec = &spec
+		inner.HostIdentity = prep.Identity
+	}
 	req := nestedRequest{StateDir: r.StateDir, DataDir: r.DataDir, Prepared: &inner, Options: o}
 	req.Options.Stdin, req.Options.Stdout, req.Options.Stderr = nil, nil, nil
 
@@ -113,8 +119,10 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	single := prep.Identity.Kind != "subordinate"
-	cmd := exec.Command(self, NestedCommand)
+	// Without the outer namespace there are no maps to wait for.
+	single := prep.Identity.Kind != "subordinate" || !outer
+	// The name in argv makes a monitor recognisable in the host's ps.
+	cmd := exec.Command(self, NestedCommand, o.Name)
 	cmd.Env = withEnv(os.Environ(), nestedStageEnv, "1")
 	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
 	cmd.ExtraFiles = []*os.File{reqR, resW}
@@ -123,7 +131,10 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	// overlayfs instead of copying it into memory on every start
 	// (CVE-2019-5736 protection), and keeps any such mount off the host.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
-	if single {
+	if !outer {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+		cmd.Env = withEnv(os.Environ(), nestedStageEnv, "2")
+	} else if single {
 		// An unprivileged process may map itself: the kernel takes the map
 		// before exec, so the child starts as root of its namespace and
 		// needs neither newuidmap nor the second exec.
@@ -132,12 +143,14 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 		cmd.SysProcAttr.GidMappingsEnableSetgroups = false
 		cmd.Env = withEnv(os.Environ(), nestedStageEnv, "2")
 	}
-	// A supervisor's (or a detached run's) child must not receive the
-	// terminal's signals: its own process group keeps Ctrl-C for the caller.
-	cmd.SysProcAttr.Setpgid = o.Detach || o.KeepSignals
+	// A supervisor's child must not receive the terminal's signals: its
+	// own process group keeps Ctrl-C for the caller.
+	cmd.SysProcAttr.Setpgid = o.KeepSignals && !o.Detach
 	if o.Detach {
-		// The child must outlive nothing: it exits right after starting the
-		// container, but a detached container must not die with us.
+		// A detached run's child stays as the container's monitor: it must
+		// outlive us, and its own session keeps the terminal's hangup and
+		// Ctrl-C away from it.
+		cmd.SysProcAttr.Setsid = true
 		cmd.SysProcAttr.Pdeathsig = 0
 	}
 	sigs := make(chan os.Signal, 16)
@@ -170,6 +183,9 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 		return killNested(cmd, reqW, err)
 	}
 	reqW.Close()
+	if o.Detach {
+		return awaitMonitor(cmd, resR)
+	}
 
 	done := make(chan struct{})
 	go func() {
@@ -186,8 +202,31 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	}()
 	werr := cmd.Wait()
 	close(done)
-	var res nestedResult
 	b, _ := io.ReadAll(resR)
+	return nestedOutcome(b, werr)
+}
+
+// awaitMonitor returns as soon as a detached run's child reports that the
+// agent runs (or why it does not); the child then stays as the monitor. It
+// is reaped in the background, should the caller live on.
+func awaitMonitor(cmd *exec.Cmd, resR *os.File) (int, error) {
+	// The child closes its end once it reported; the container's processes
+	// never hold it (close-on-exec in ServeNested).
+	b, _ := io.ReadAll(resR)
+	if len(b) == 0 {
+		return nestedOutcome(nil, cmd.Wait())
+	}
+	var res nestedResult
+	if json.Unmarshal(b, &res) == nil && res.Error == "" {
+		go func() { _ = cmd.Wait() }()
+	} else {
+		_ = cmd.Wait()
+	}
+	return nestedOutcome(b, nil)
+}
+
+func nestedOutcome(b []byte, werr error) (int, error) {
+	var res nestedResult
 	if len(b) == 0 {
 		if werr != nil {
 			return -1, fmt.Errorf("outer user namespace: %w", werr)
@@ -267,15 +306,26 @@ func ServeNested() {
 			os.Exit(125)
 		}
 		env := withEnv(os.Environ(), nestedStageEnv, "2")
-		err := unix.Exec("/proc/self/exe", []string{os.Args[0], NestedCommand}, env)
+		err := unix.Exec("/proc/self/exe", os.Args, env)
 		fmt.Fprintln(os.Stderr, "clawrun: re-exec in user namespace:", err)
 		os.Exit(125)
 	}
+	// The container's init must not inherit the request or result pipe:
+	// the parent reads the result until every writer has closed it.
+	unix.CloseOnExec(3)
+	unix.CloseOnExec(4)
 	res := nestedResult{Code: -1}
 	resF := os.NewFile(4, "result")
+	reported := false
+	report := func() {
+		if !reported {
+			reported = true
+			_ = json.NewEncoder(resF).Encode(&res)
+			resF.Close()
+		}
+	}
 	defer func() {
-		_ = json.NewEncoder(resF).Encode(&res)
-		resF.Close()
+		report()
 		code := res.Code
 		if code < 0 {
 			code = 125
@@ -290,11 +340,34 @@ func ServeNested() {
 	r := &Runtime{StateDir: req.StateDir, DataDir: req.DataDir, Host: Host{UID: 0, GID: 0}}
 	o := req.Options
 	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
-	code, err := r.start(req.Prepared, o, false)
+	if !o.Detach {
+		code, err := r.start(req.Prepared, o, false)
+		res.Code, res.Finished = code, true
+		if err != nil {
+			res.Error, res.Kind = err.Error(), errorKind(err)
+		}
+		return
+	}
+	// Detached: report as soon as the agent runs, then stay as its monitor.
+	l, code, err := r.launch(req.Prepared, o, false)
 	res.Code, res.Finished = code, true
 	if err != nil {
 		res.Error, res.Kind = err.Error(), errorKind(err)
+		return
 	}
+	report()
+	// Let go of the caller's terminal or pipes: whoever ran `run -d` may
+	// be reading them until every holder closed them.
+	if devNull, err := os.OpenFile(os.DevNull, os.O_RDWR, 0); err == nil {
+		for fd := 0; fd <= 2; fd++ {
+			_ = unix.Dup2(int(devNull.Fd()), fd)
+		}
+		devNull.Close()
+	}
+	st, _ := l.proc.Wait()
+	r.recordExit(l.meta, st)
+	l.lock.Close()
+	res.Code = 0
 }
 
 // withEnv sets key in env, replacing earlier values: Go's getenv takes the

@@ -91,6 +91,8 @@ type Meta struct {
 	CgroupsPath string       `json:"cgroups_path,omitempty"`
 	Plan        *policy.Plan `json:"plan"`
 	Identity    *Identity    `json:"identity"`
+	// Exit is how the agent ended, once whoever waited for it recorded it.
+	Exit *ExitStatus `json:"exit,omitempty"`
 }
 
 // Prepared is a plan made concrete for this host: identity, cgroup, spec.
@@ -133,8 +135,10 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 
 // checkLimits refuses limits the host cannot enforce rather than dropping
 // them: a rootless user owns no cgroup on cgroup v1.
+// With limits.enforce: best-effort they are approximated instead (see
+// Enforcement), which inspect shows limit by limit.
 func (r *Runtime) checkLimits(p *policy.Plan) error {
-	if p.Limits.IsZero() || !r.Host.Rootless() {
+	if p.Limits.IsZero() || !r.Host.Rootless() || p.Limits.BestEffort() {
 		return nil
 	}
 	var names []string
@@ -154,7 +158,7 @@ func (r *Runtime) checkLimits(p *policy.Plan) error {
 	case cgroupsv3.Hybrid:
 		why = "this host uses cgroup v1 (hybrid), where an unprivileged user cannot own a cgroup"
 	}
-	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or remove the limits from the agent file",
+	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or set limits.enforce: best-effort to approximate them with rlimits, or remove them from the agent file ('clawrun doctor' shows which limits this host enforces)",
 		p.Name, strings.Join(names, ", "), why)
 }
 
@@ -206,16 +210,57 @@ func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
-	if needsOuterUserns(prep.Identity, r.Host) {
+	// A detached container is started by a child that stays behind as its
+	// monitor (see exit.go); rootless, that is the outer namespace's child.
+	if needsOuterUserns(prep.Identity, r.Host) || o.Detach {
 		return r.runNested(prep, o)
 	}
 	return r.start(prep, o, r.Host.Rootless())
 }
 
 // start creates and starts the container through libcontainer. rootless
-// says whether this process lacks root in its user namespace.
+// says whether this process lacks root in its user namespace. In the
+// foreground it waits for the agent and records how it ended.
 func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error) {
+	// Register for signals before start, so none sent in between is lost.
+	sigs := make(chan os.Signal, 16)
+	if !o.Detach && !o.KeepSignals {
+		signal.Notify(sigs, forwardedSignals...)
+		defer signal.Stop(sigs)
+	}
+	l, code, err := r.launch(prep, o, rootless)
+	if err != nil {
+		return code, err
+	}
+	defer l.lock.Close()
+	if o.Detach {
+		return 0, nil
+	}
+	st, code, err := waitState(l.proc, sigs)
+	if o.Remove {
+		if derr := l.c.Destroy(); derr != nil && err == nil {
+			err = derr
+		}
+	} else {
+		r.recordExit(l.meta, st)
+	}
+	return code, err
+}
+
+// launched is a container whose agent runs; whoever holds it waits for the
+// agent and then closes lock.
+type launched struct {
+	c    *libcontainer.Container
+	proc *libcontainer.Process
+	meta *Meta
+	lock *os.File
+}
+
+// launch creates and starts the container; on error it leaves nothing
+// behind and returns the exit code to report (127 for a missing command).
+func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched, int, error) {
 	p := prep.Plan
+	fail := func(code int, err error) (*launched, int, error) { return nil, code, err }
 	config, err := specconv.CreateLibcontainerConfig(&specconv.CreateOpts{
 		CgroupName:      o.Name,
 		Spec:            prep.Spec,
@@ -223,18 +268,18 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 		RootlessCgroups: rootless || prep.CgroupsPath == "",
 	})
 	if err != nil {
-		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
 	}
 	pins, err := pinGrants(config.Mounts)
 	if err != nil {
-		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
 	}
 	c, err := libcontainer.Create(r.StateDir, o.Name, config)
 	if err != nil {
 		if errors.Is(err, libcontainer.ErrExist) {
-			return -1, fmt.Errorf("container %q: %w: choose another --name or remove it with 'clawrun rm %s'", o.Name, ErrNameInUse, o.Name)
+			return fail(-1, fmt.Errorf("container %q: %w: choose another --name or remove it with 'clawrun rm %s'", o.Name, ErrNameInUse, o.Name))
 		}
-		return -1, fmt.Errorf("create container %s: %w", o.Name, err)
+		return fail(-1, fmt.Errorf("create container %s: %w", o.Name, err))
 	}
 	// From here on a failure must leave nothing behind: no state, no
 	// cgroup, no log.
@@ -246,26 +291,33 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 	if prep.HostIdentity != nil {
 		meta.Identity = prep.HostIdentity
 	}
+	var lock *os.File
 	defer func() {
 		if !ok {
 			_ = c.Destroy()
 			if meta.Log != "" {
 				_ = os.Remove(meta.Log)
 			}
+			if lock != nil {
+				lock.Close()
+			}
 		}
 	}()
+	if lock, err = lockState(r.StateDir, o.Name); err != nil {
+		return fail(-1, err)
+	}
 	proc := newProcess(prep.Spec.Process, true)
 	var logFile *os.File
 	if o.Detach {
 		meta.Log = r.LogPath(o.Name)
 		logFile, err = os.OpenFile(meta.Log, os.O_CREATE|os.O_WRONLY|os.O_TRUNC|os.O_APPEND, 0o600)
 		if err != nil {
-			return -1, fmt.Errorf("open log: %w", err)
+			return fail(-1, fmt.Errorf("open log: %w", err))
 		}
 		defer logFile.Close()
 		devNull, err := os.Open(os.DevNull)
 		if err != nil {
-			return -1, err
+			return fail(-1, err)
 		}
 		defer devNull.Close()
 		proc.Stdin, proc.Stdout, proc.Stderr = devNull, logFile, logFile
@@ -273,43 +325,40 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 		proc.Stdin, proc.Stdout, proc.Stderr = o.Stdin, o.Stdout, o.Stderr
 	}
 	if err := writeMeta(r.StateDir, meta); err != nil {
-		return -1, err
-	}
-	// Register for signals before start, so none sent in between is lost.
-	sigs := make(chan os.Signal, 16)
-	if !o.Detach && !o.KeepSignals {
-		signal.Notify(sigs, forwardedSignals...)
-		defer signal.Stop(sigs)
+		return fail(-1, err)
 	}
 	// Start sets the container up and parks its init before exec; the
 	// grants are verified in between, so a swapped mount never runs code.
 	if err := c.Start(proc); err != nil {
-		return startError(p, err)
+		return fail(startError(p, err))
 	}
-	if pid, err := proc.Pid(); err != nil {
-		return -1, err
-	} else if err := verifyGrants(pid, pins); err != nil {
+	pid, err := proc.Pid()
+	if err != nil {
+		return fail(-1, err)
+	}
+	if err := verifyGrants(pid, pins); err != nil {
 		_ = proc.Signal(unix.SIGKILL)
 		_, _ = proc.Wait()
-		return -1, fmt.Errorf("agent %s: %w", p.Name, err)
+		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
 	}
-	if err := c.Exec(); err != nil {
+	_, atExec := splitRlimits(prep.Spec.Process.Rlimits)
+	tr, err := traceExec(pid, atExec, 10*time.Second)
+	if err != nil {
 		_ = proc.Signal(unix.SIGKILL)
 		_, _ = proc.Wait()
-		return startError(p, err)
+		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
 	}
-	if o.Detach {
-		ok = true
-		return 0, nil
+	err = c.Exec()
+	if terr := tr.finish(); err == nil && terr != nil {
+		err = fmt.Errorf("agent %s: %w", p.Name, terr)
 	}
-	ok = !o.Remove
-	code, err := waitForwarding(proc, sigs)
-	if o.Remove {
-		if derr := c.Destroy(); derr != nil && err == nil {
-			err = derr
-		}
+	if err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
+		return fail(startError(p, err))
 	}
-	return code, err
+	ok = true
+	return &launched{c: c, proc: proc, meta: meta, lock: lock}, 0, nil
 }
 
 var forwardedSignals = []os.Signal{
@@ -327,6 +376,12 @@ func startError(p *policy.Plan, err error) (int, error) {
 }
 
 func waitForwarding(proc *libcontainer.Process, sigs chan os.Signal) (int, error) {
+	_, code, err := waitState(proc, sigs)
+	return code, err
+}
+
+// waitState waits for proc, forwarding sigs to it, and returns how it ended.
+func waitState(proc *libcontainer.Process, sigs chan os.Signal) (*os.ProcessState, int, error) {
 	done := make(chan struct{})
 	defer close(done)
 	go func() {
@@ -344,9 +399,9 @@ func waitForwarding(proc *libcontainer.Process, sigs chan os.Signal) (int, error
 	}()
 	st, err := proc.Wait()
 	if st == nil {
-		return -1, fmt.Errorf("wait: %w", err)
+		return nil, -1, fmt.Errorf("wait: %w", err)
 	}
-	return exitCode(st), nil
+	return st, exitCode(st), nil
 }
 
 func exitCode(st *os.ProcessState) int {
@@ -368,6 +423,9 @@ func newProcess(sp *specs.Process, init bool) *libcontainer.Process {
 		Cwd:             sp.Cwd,
 		NoNewPrivileges: &sp.NoNewPrivileges,
 		Init:            init,
+		// RLIMIT_DATA is set when the agent executes (execlimit.go); a
+		// process exec'd for debugging runs without it.
+		Rlimits: libcontainerRlimits(earlyRlimits(sp.Rlimits)),
 	}
 	if c := sp.Capabilities; c != nil {
 		p.Capabilities = &configs.Capabilities{
@@ -417,7 +475,11 @@ type Info struct {
 	Created time.Time `json:"created"`
 	Command []string  `json:"command"`
 	Log     string    `json:"log,omitempty"`
-	Meta    *Meta     `json:"-"`
+	// Exit is how a stopped container's agent ended, when that was
+	// recorded: ps shows its Text ("exited (3)", "killed (SIGKILL)",
+	// "oom-killed") in place of "stopped".
+	Exit *ExitStatus `json:"exit,omitempty"`
+	Meta *Meta       `json:"-"`
 }
 
 func (r *Runtime) load(name string) (*libcontainer.Container, *Meta, error) {
@@ -458,6 +520,8 @@ func info(c *libcontainer.Container, m *Meta) Info {
 			if s, err := c.State(); err == nil {
 				in.Pid = s.InitProcessPid
 			}
+		} else if st == libcontainer.Stopped {
+			in.Exit = m.Exit
 		}
 	}
 	return in
@@ -515,17 +579,22 @@ func (r *Runtime) Stop(name string, timeout time.Duration) error {
 	if err := c.Signal(unix.SIGTERM); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
 		return fmt.Errorf("stop %s: %w", name, err)
 	}
-	if waitStopped(c, timeout) {
-		return nil
+	if !waitStopped(c, timeout) {
+		if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
+			return fmt.Errorf("kill %s: %w", name, err)
+		}
+		if !waitStopped(c, 10*time.Second) {
+			return fmt.Errorf("stop %s: still running 10s after SIGKILL", name)
+		}
 	}
-	if err := c.Signal(unix.SIGKILL); err != nil && !errors.Is(err, libcontainer.ErrNotRunning) {
-		return fmt.Errorf("kill %s: %w", name, err)
-	}
-	if !waitStopped(c, 10*time.Second) {
-		return fmt.Errorf("stop %s: still running 10s after SIGKILL", name)
-	}
+	// So that ps right after stop shows how the agent ended.
+	r.WaitExitRecorded(name, recordTimeout)
 	return nil
 }
+
+// recordTimeout bounds how long stop and rm wait for the process that
+// waits for a container's init to record its exit.
+const recordTimeout = 5 * time.Second
 
 func running(c *libcontainer.Container) bool {
 	st, err := c.Status()
@@ -561,6 +630,9 @@ func (r *Runtime) Remove(name string, force bool) error {
 			return fmt.Errorf("rm %s: still running 10s after SIGKILL", name)
 		}
 	}
+	// Let the monitor finish writing into the state directory and the log
+	// before both go.
+	r.WaitExitRecorded(name, recordTimeout)
 	if err := c.Destroy(); err != nil {
 		return fmt.Errorf("rm %s: %w", name, err)
 	}

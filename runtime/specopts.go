@@ -3,6 +3,7 @@ package runtime
 import (
 	"fmt"
 	"path/filepath"
+	"slices"
 	"strconv"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
@@ -230,6 +231,31 @@ func WithLimits(l policy.Limits) SpecOpt {
 	}
 }
 
+// WithRlimits sets per-process resource limits of the agent (soft and hard,
+// so the agent cannot raise them). An rlimit of the same type set earlier is
+// replaced.
+func WithRlimits(rl ...specs.POSIXRlimit) SpecOpt {
+	return func(s *specs.Spec) error {
+		if len(rl) == 0 {
+			return nil
+		}
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		for _, r := range rl {
+			if _, ok := rlimitTypes[r.Type]; !ok {
+				return fmt.Errorf("rlimit %q: unknown type", r.Type)
+			}
+			if r.Soft > r.Hard {
+				return fmt.Errorf("rlimit %s: soft limit %d above hard limit %d", r.Type, r.Soft, r.Hard)
+			}
+			s.Process.Rlimits = slices.DeleteFunc(s.Process.Rlimits, func(o specs.POSIXRlimit) bool { return o.Type == r.Type })
+			s.Process.Rlimits = append(s.Process.Rlimits, r)
+		}
+		return nil
+	}
+}
+
 // WithCgroupsPath places the container in its own cgroup.
 func WithCgroupsPath(path string) SpecOpt {
 	return func(s *specs.Spec) error { linux(s).CgroupsPath = path; return nil }
@@ -260,12 +286,19 @@ func AgentOpts(p *policy.Plan, id *Identity, cgroupsPath string) []SpecOpt {
 	for _, g := range p.Grants {
 		opts = append(opts, WithGrant(g))
 	}
-	return append(opts,
+	opts = append(opts,
 		WithMaskedPaths(MaskedPaths, ReadonlyPaths),
 		WithSeccomp(p.Seccomp),
-		WithLimits(p.Limits),
-		WithCgroupsPath(cgroupsPath),
 	)
+	// Limits go to the container's cgroup; without one (rootless here) a
+	// strict plan never gets this far, and a best-effort one is
+	// approximated with rlimits (see Enforcement).
+	if cgroupsPath != "" {
+		opts = append(opts, WithLimits(p.Limits))
+	} else if p.Limits.BestEffort() {
+		opts = append(opts, WithRlimits(BestEffortRlimits(p.Limits)...))
+	}
+	return append(opts, WithCgroupsPath(cgroupsPath))
 }
 
 // Spec builds the OCI spec of an agent.

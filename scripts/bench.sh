@@ -11,9 +11,17 @@
 # Environment: BENCH_RUNS runs per command per round (default 35, at least
 # 30), BENCH_ROUNDS (default 3), BENCH_USER (default clawrun-test).
 # Results: .bench/bench-MODE.json (hyperfine --export-json).
+#
+# Then message → reply through `clawrun serve` against the fake Slack
+# (test/bench_serve_test.go), in the same modes: BENCH_SERVE=0 skips it,
+# BENCH_SERVE_MESSAGES (default 1000) sets the message count, GO the go
+# command that builds the test binary. Results: .bench/serve-MODE.json.
 set -eu
 
 RUNS=${BENCH_RUNS:-35}
+SERVE=${BENCH_SERVE:-1}
+SERVE_MESSAGES=${BENCH_SERVE_MESSAGES:-1000}
+GO=${GO:-$(command -v go || echo /usr/local/go/bin/go)}
 ROUNDS=${BENCH_ROUNDS:-3}
 WARMUP=5
 BENCH_USER=${BENCH_USER:-clawrun-test}
@@ -182,11 +190,32 @@ pair() {
 	}' >"$d/result"
 }
 
-if [ "${1:-}" = pair ]; then
+# serve MODE DIR BIN: message → reply through clawrun serve, run as the
+# user being measured.
+serve() {
+	mode=$1 d=$2 bin=$3
+	cd "$d"
+	CLAWRUN_BIN=$bin/clawrun CLAWRUN_AGENT_BIN=$bin/echo-agent CLAWRUN_BENCH_SERVE=1 \
+		CLAWRUN_BENCH_MESSAGES=$SERVE_MESSAGES CLAWRUN_BENCH_OUT=$d/serve.json \
+		"$bin/integration.test" -test.run '^TestServeBench$' -test.count=1 -test.timeout=20m >"$d/serve.log" 2>&1 || {
+		cat "$d/serve.log" >&2
+		die "$mode: the serve benchmark failed"
+	}
+	sed -n '/^=== clawrun serve/,/^target/p' "$d/serve.log"
+}
+
+case "${1:-}" in
+pair)
 	shift
 	pair "$@"
 	exit 0
-fi
+	;;
+serve)
+	shift
+	serve "$@"
+	exit 0
+	;;
+esac
 
 [ -x bin/clawrun ] && [ -x bin/echo-agent ] || die "bin/clawrun missing: run make build first"
 for t in hyperfine runc awk; do
@@ -218,8 +247,12 @@ trap 'exit 130' INT TERM
 chmod 755 "$work"
 mkdir "$work/bin"
 cp bin/clawrun bin/echo-agent "$work/bin/"
+if [ "$SERVE" = 1 ]; then
+	"$GO" test -tags seccomp -c -o "$work/bin/integration.test" ./test ||
+		die "cannot build the test binary for the serve benchmark (GO=$GO)"
+fi
 cp "$0" "$work/bench.sh"
-chmod 755 "$work/bin" "$work/bin/clawrun" "$work/bin/echo-agent" "$work/bench.sh"
+chmod 755 "$work/bin" "$work/bin/"* "$work/bench.sh"
 mkdir -p .bench
 
 echo "machine: $(nproc) cores, kernel $(uname -r), $(runc --version | head -n 1), $(hyperfine --version)"
@@ -264,3 +297,20 @@ for m in $modes; do
 	cat "$work/$m/cpu"
 done
 echo "target (issue 2): clawrun/runc <= 1.2"
+
+[ "$SERVE" = 1 ] || exit 0
+echo
+echo "message → reply through clawrun serve: fake Slack on loopback, real containers and store, $SERVE_MESSAGES messages (docs/benchmarks.md)"
+for m in $modes; do
+	mkdir -p "$work/serve-$m"
+	if [ "$m" = rootless ] && [ "$(id -u)" -eq 0 ]; then
+		chown "$BENCH_USER" "$work/serve-$m"
+		home=$(getent passwd "$BENCH_USER" | cut -d: -f6)
+		runuser -u "$BENCH_USER" -- env -i PATH="$USER_PATH" HOME="$home" \
+			BENCH_SERVE_MESSAGES="$SERVE_MESSAGES" \
+			sh "$work/bench.sh" serve "$m" "$work/serve-$m" "$work/bin"
+	else
+		sh "$work/bench.sh" serve "$m" "$work/serve-$m" "$work/bin"
+	fi
+	cp "$work/serve-$m/serve.json" ".bench/serve-$m.json"
+done

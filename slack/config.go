@@ -20,6 +20,10 @@ const (
 	EnvAppToken      = "SLACK_APP_TOKEN"
 	EnvSigningSecret = "SLACK_SIGNING_SECRET"
 	EnvAPIURL        = "CLAWRUN_SLACK_API_URL"
+	// EnvPostInterval overrides the pace of posts into one channel: a Go
+	// duration ("500ms"), or "0" / "off" for no pacing (a fake Slack in
+	// benchmarks; real Slack answers a burst with 429s).
+	EnvPostInterval = "CLAWRUN_SLACK_POST_INTERVAL"
 )
 
 // DefaultPostInterval is the pace of posts into one channel. Slack allows
@@ -96,12 +100,37 @@ func ConfigFromEnv(secretsFile string) (Config, error) {
 			vals[k] = v
 		}
 	}
+	interval, err := parsePostInterval(os.Getenv(EnvPostInterval))
+	if err != nil {
+		return Config{}, err
+	}
 	return Config{
 		BotToken:      vals[EnvBotToken],
 		AppToken:      vals[EnvAppToken],
 		SigningSecret: vals[EnvSigningSecret],
 		APIURL:        vals[EnvAPIURL],
+		PostInterval:  interval,
 	}, nil
+}
+
+// parsePostInterval reads EnvPostInterval into Config.PostInterval: empty
+// is the default (0), "0" or "off" turns pacing off (negative).
+func parsePostInterval(v string) (time.Duration, error) {
+	v = strings.TrimSpace(v)
+	switch v {
+	case "":
+		return 0, nil
+	case "0", "off":
+		return -1, nil
+	}
+	d, err := time.ParseDuration(v)
+	if err != nil || d < 0 {
+		return 0, fmt.Errorf("%s=%q: want a duration such as 1s or 500ms, or off for no pacing", EnvPostInterval, v)
+	}
+	if d == 0 {
+		return -1, nil
+	}
+	return d, nil
 }
 
 func readSecretsFile(path string) (map[string]string, error) {

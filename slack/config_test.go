@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"gopkg.in/yaml.v3"
 
@@ -12,7 +13,7 @@ import (
 )
 
 func clearEnv(t *testing.T) {
-	for _, k := range []string{slack.EnvBotToken, slack.EnvAppToken, slack.EnvSigningSecret, slack.EnvAPIURL} {
+	for _, k := range []string{slack.EnvBotToken, slack.EnvAppToken, slack.EnvSigningSecret, slack.EnvAPIURL, slack.EnvPostInterval} {
 		t.Setenv(k, "")
 	}
 }
@@ -64,6 +65,35 @@ func TestConfigFromEnv(t *testing.T) {
 	}
 	if _, err := slack.ConfigFromEnv(filepath.Join(dir, "missing")); err == nil {
 		t.Fatal("missing secrets file accepted")
+	}
+}
+
+func TestConfigPostInterval(t *testing.T) {
+	clearEnv(t)
+	for _, c := range []struct {
+		env  string
+		want time.Duration
+		bad  bool
+	}{
+		{"", 0, false},
+		{"off", -1, false},
+		{"0", -1, false},
+		{"0s", -1, false},
+		{"250ms", 250 * time.Millisecond, false},
+		{"fast", 0, true},
+		{"-1s", 0, true},
+	} {
+		t.Setenv(slack.EnvPostInterval, c.env)
+		cfg, err := slack.ConfigFromEnv("")
+		if c.bad {
+			if err == nil || !strings.Contains(err.Error(), slack.EnvPostInterval) {
+				t.Errorf("%s=%q: err %v, want an error naming the variable", slack.EnvPostInterval, c.env, err)
+			}
+			continue
+		}
+		if err != nil || cfg.PostInterval != c.want {
+			t.Errorf("%s=%q: interval %v, err %v; want %v", slack.EnvPostInterval, c.env, cfg.PostInterval, err, c.want)
+		}
 	}
 }
 

@@ -23,7 +23,7 @@ func TestLimits(t *testing.T) {
 		if r.code == 0 {
 			t.Fatalf("rootless run with limits on this host succeeded: %s", r)
 		}
-		for _, w := range []string{"limits.memory", "limits.cpus", "limits.pids", "cannot be enforced"} {
+		for _, w := range []string{"limits.memory", "limits.cpus", "limits.pids", "cannot be enforced", "best-effort", "clawrun doctor"} {
 			if !strings.Contains(r.stderr, w) {
 				t.Fatalf("error lacks %q: %s", w, r)
 			}

@@ -51,7 +51,7 @@ type serveProc struct {
 }
 
 // writeServeFile writes an agent file with the echo agent routed to
-// serveChannels, answering only U0ALICE.
+// serveChannels, answering only U0ALICE, allowed to post to C0NEWS.
 func writeServeFile(e *env) {
 	e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
   echo:
@@ -60,6 +60,7 @@ func writeServeFile(e *env) {
     slack:
       channels: [%s]
       users: [U0ALICE]
+      post_to: [C0NEWS]
 `, baseRootfs, strings.Join(serveChannels, ", ")))
 }
 
@@ -67,12 +68,20 @@ func writeServeFile(e *env) {
 // agent runs and its socket is connected (the n-th connection).
 func startServe(t *testing.T, e *env, fs *fakeslack.Server, conn int) *serveProc {
 	t.Helper()
+	return startServeWith(t, e, fs, conn, 1)
+}
+
+// startServeWith is startServe for a file of several agents, waiting until
+// each has started, with extra environment variables for serve.
+func startServeWith(t *testing.T, e *env, fs *fakeslack.Server, conn, agents int, extraEnv ...string) *serveProc {
+	t.Helper()
 	c := e.cmd("serve")
 	c.Env = append(os.Environ(),
 		"SLACK_BOT_TOKEN="+fakeslack.BotToken,
 		"SLACK_APP_TOKEN="+fakeslack.AppToken,
 		"CLAWRUN_SLACK_API_URL="+fs.APIURL,
 	)
+	c.Env = append(c.Env, extraEnv...)
 	p := &serveProc{cmd: c, stderr: &serveLog{}, done: make(chan struct{})}
 	c.Stderr = p.stderr
 	if err := c.Start(); err != nil {
@@ -92,7 +101,7 @@ func startServe(t *testing.T, e *env, fs *fakeslack.Server, conn int) *serveProc
 		t.Fatalf("%v\nserve stderr:\n%s", err, p.stderr.String())
 	}
 	deadline := time.Now().Add(30 * time.Second)
-	for !strings.Contains(p.stderr.String(), "agent started") {
+	for strings.Count(p.stderr.String(), "agent started") < agents {
 		select {
 		case <-p.done:
 			t.Fatalf("clawrun serve exited early: %v\n%s", p.err, p.stderr.String())
@@ -283,5 +292,48 @@ func TestServeKill9NothingLostNothingDoubled(t *testing.T) {
 	p2.stop(t)
 	if left := e.stateEntries(); len(left) != 0 {
 		t.Errorf("state left after serve stopped: %v", left)
+	}
+}
+
+// post_to: the agent's line with a channel becomes a new message in a
+// channel its file grants, and is refused (logged, nothing posted) in any
+// other; the answer still goes in the thread.
+func TestServePostTo(t *testing.T) {
+	fs := fakeslack.New(fakeslack.Options{})
+	t.Cleanup(fs.Close)
+	e := newEnv(t)
+	writeServeFile(e)
+	p := startServe(t, e, fs, 1)
+
+	ts := fs.NextTS()
+	fs.Send(slackMessage(serveChannels[0], "U0ALICE", "post <#C0NEWS|news> release is out", ts))
+	posts, err := fs.WaitPosts(2, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := posts[0]; got.Channel != "C0NEWS" || got.ThreadTS != "" || got.Text != "release is out" {
+		t.Fatalf("post %+v, want a top-level message in C0NEWS", got)
+	}
+	if got := posts[1]; got.Channel != serveChannels[0] || got.ThreadTS != ts {
+		t.Fatalf("answer %+v, want it in thread %s", got, ts)
+	}
+
+	ts2 := fs.NextTS()
+	fs.Send(slackMessage(serveChannels[0], "U0ALICE", "post C0SECRET exfiltrate", ts2))
+	posts, err = fs.WaitPosts(3, 30*time.Second)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := posts[2]; got.ThreadTS != ts2 {
+		t.Fatalf("post %+v, want only the answer in thread %s", got, ts2)
+	}
+	waitFor(t, "the refusal in serve's log", func() bool {
+		return strings.Contains(p.stderr.String(), "refused a post to a channel the agent file does not grant")
+	})
+	time.Sleep(200 * time.Millisecond)
+	for _, post := range fs.Posts() {
+		if post.Channel == "C0SECRET" {
+			t.Fatalf("posted to a channel not granted: %+v", post)
+		}
 	}
 }

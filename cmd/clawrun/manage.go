@@ -48,7 +48,11 @@ func newPsCmd(g *globals) *cobra.Command {
 				if c.Pid > 0 {
 					pid = fmt.Sprint(c.Pid)
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Agent, c.Status, pid,
+				status := c.Status
+				if c.Exit != nil {
+					status = c.Exit.Text
+				}
+				fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\n", c.Name, c.Agent, status, pid,
 					c.Created.Local().Format(time.DateTime), strings.Join(c.Command, " "))
 			}
 			return tw.Flush()
@@ -83,6 +87,10 @@ func newLogsCmd(g *globals) *cobra.Command {
 			defer f.Close()
 			return copyLog(cmd.OutOrStdout(), f, follow, func() bool {
 				in, err := rt.Get(args[0])
+				if err == nil && in.Status == "stopped" {
+					// The monitor's last line about how it ended.
+					rt.WaitExitRecorded(args[0], 5*time.Second)
+				}
 				return err == nil && in.Status != "stopped"
 			})
 		},

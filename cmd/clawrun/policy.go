@@ -126,7 +126,11 @@ func printSummary(w io.Writer, path string, f *policy.File) {
 	for _, name := range f.Order {
 		p := f.Agents[name]
 		fmt.Fprintf(w, "  %s:\n", name)
-		fmt.Fprintf(w, "    rootfs        %s (ro)\n", p.Rootfs)
+		if p.Image != "" {
+			fmt.Fprintf(w, "    image         %s (ro)\n", p.Image)
+		} else {
+			fmt.Fprintf(w, "    rootfs        %s (ro)\n", p.Rootfs)
+		}
 		for _, gr := range p.Grants {
 			fmt.Fprintf(w, "    grant         %s <- %s (%s)\n", gr.Path, gr.Host, gr.Mode)
 		}

@@ -118,7 +118,11 @@ func loadAgent(g *globals, agent string) (*policy.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	return file.Agent(agent)
+	p, err := file.Agent(agent)
+	if err != nil {
+		return nil, err
+	}
+	return resolveImage(g, p)
 }
 
 func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {

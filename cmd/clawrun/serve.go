@@ -49,6 +49,9 @@ KEY=VALUE lines (mode 0600) that the environment overrides:
   SLACK_SIGNING_SECRET  for the Events API over HTTP (--listen)
   CLAWRUN_SLACK_API_URL Web API base URL (default https://slack.com/api/,
                         or slack.api_url in the agent file)
+  CLAWRUN_SLACK_POST_INTERVAL  pace of posts into one channel after a burst
+                        of 3 (default 1s; off for none, e.g. for benchmarks
+                        against a fake Slack)
 Tokens never reach an agent's container.
 
 serve runs until SIGINT or SIGTERM, then gives each agent end of input and a
@@ -85,6 +88,11 @@ func runServe(g *globals, f serveFlags, names []string) error {
 	if err != nil {
 		return err
 	}
+	for i, p := range plans {
+		if plans[i], err = resolveImage(g, p); err != nil {
+			return err
+		}
+	}
 
 	cfg, err := slack.ConfigFromEnv(f.secrets)
 	if err != nil {
@@ -95,6 +103,9 @@ func runServe(g *globals, f serveFlags, names []string) error {
 	}
 	cfg.ListenAddr = f.listen
 	cfg.Logger = log
+	if cfg.PostInterval < 0 {
+		log.Warn("posts into a channel are not paced (" + slack.EnvPostInterval + "): real Slack answers bursts with 429s")
+	}
 	tr, err := slack.New(cfg)
 	if err != nil {
 		return err

@@ -10,6 +10,9 @@
 //	whoami        uid, gid and hostname inside the container
 //	ls [dir]      entries of dir (default /)
 //	time          the message's Slack timestamp, as UTC
+//	post CHANNEL TEXT  post TEXT into another channel (a channel id, or a
+//	              Slack channel link <#C…|name>); clawrun posts it only if
+//	              the agent file grants that channel with slack.post_to
 //
 // It is built static (CGO_ENABLED=0) so it runs in any root filesystem,
 // e.g. the busybox rootfs of package rootfs.
@@ -51,6 +54,7 @@ type reply struct {
 	ReplyTo string `json:"reply_to"`
 	Status  string `json:"status,omitempty"`
 	Text    string `json:"text,omitempty"`
+	Channel string `json:"channel,omitempty"`
 }
 
 // identity is who and where the agent is, as seen inside the container.
@@ -97,7 +101,7 @@ func (hostSystem) ReadDir(dir string) ([]string, error) {
 	return names, err
 }
 
-const helpText = "commands: help, ping, whoami, ls [dir], time; anything else is echoed back"
+const helpText = "commands: help, ping, whoami, ls [dir], time, post CHANNEL TEXT; anything else is echoed back"
 
 // answer is the reply text for m. It depends only on m and what sys reports.
 func answer(m message, sys system) string {
@@ -125,8 +129,33 @@ func answer(m message, sys system) string {
 		if arg == "" {
 			return slackTime(m.TS)
 		}
+	case "post":
+		if channel, _, ok := postRequest(m); ok {
+			return "asked clawrun to post that in " + channel + " (it appears there only if my agent file grants it with post_to)"
+		}
+		return "usage: post CHANNEL TEXT, e.g. post C0123ABC hello"
 	}
 	return "echo: " + text
+}
+
+// postRequest parses "post CHANNEL TEXT". CHANNEL is a channel id or a
+// Slack channel link, as Slack sends "#general" typed in a message:
+// <#C0123ABC|general> or <#C0123ABC>.
+func postRequest(m message) (channel, text string, ok bool) {
+	t := strings.TrimSpace(stripMention(m.Text))
+	cmd, rest, _ := strings.Cut(t, " ")
+	if !strings.EqualFold(cmd, "post") {
+		return "", "", false
+	}
+	channel, text, _ = strings.Cut(strings.TrimSpace(rest), " ")
+	if strings.HasPrefix(channel, "<#") && strings.HasSuffix(channel, ">") {
+		channel, _, _ = strings.Cut(channel[2:len(channel)-1], "|")
+	}
+	text = strings.TrimSpace(text)
+	if channel == "" || text == "" {
+		return "", "", false
+	}
+	return channel, text, true
 }
 
 // stripMention drops a leading Slack mention ("<@U123> ping"), which is how
@@ -245,6 +274,11 @@ func run(in io.Reader, out, logw io.Writer, sys system, status bool) error {
 			} else {
 				if status {
 					if err := send(reply{ReplyTo: m.ID, Status: "working"}); err != nil {
+						return err
+					}
+				}
+				if channel, text, ok := postRequest(m); ok {
+					if err := send(reply{ReplyTo: m.ID, Channel: channel, Text: text}); err != nil {
 						return err
 					}
 				}

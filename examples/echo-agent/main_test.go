@@ -95,6 +95,9 @@ func TestAnswer(t *testing.T) {
 		{name: "time without ts", msg: message{Text: "time"}, want: "time: this message has no timestamp (ts)"},
 		{name: "time bad ts", msg: message{Text: "time", TS: "yesterday"}, want: `time: cannot read timestamp "yesterday"`},
 		{name: "time bad fraction", msg: message{Text: "time", TS: "1.x"}, want: `time: cannot read timestamp "1.x"`},
+		{name: "post", msg: message{Text: "post C0NEWS hello all"}, want: "asked clawrun to post that in C0NEWS (it appears there only if my agent file grants it with post_to)"},
+		{name: "post channel link", msg: message{Text: "<@U1> post <#C0NEWS|news> hi"}, want: "asked clawrun to post that in C0NEWS (it appears there only if my agent file grants it with post_to)"},
+		{name: "post without text", msg: message{Text: "post C0NEWS"}, want: "usage: post CHANNEL TEXT, e.g. post C0123ABC hello"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -160,6 +163,14 @@ func TestRun(t *testing.T) {
 			in:      `{"id":"big","text":"` + strings.Repeat("a", maxLine) + `"}` + "\n" + `{"id":"next","text":"ok"}` + "\n",
 			want:    []reply{{ReplyTo: "next", Text: "echo: ok"}},
 			wantLog: []string{"line 1 skipped: longer than"},
+		},
+		{
+			name: "post to another channel, then the answer",
+			in:   `{"id":"m1","text":"post <#C0NEWS|news> release is out"}` + "\n",
+			want: []reply{
+				{ReplyTo: "m1", Channel: "C0NEWS", Text: "release is out"},
+				{ReplyTo: "m1", Text: "asked clawrun to post that in C0NEWS (it appears there only if my agent file grants it with post_to)"},
+			},
 		},
 		{name: "empty input", in: "", want: nil},
 	}

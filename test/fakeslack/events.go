@@ -31,3 +31,11 @@ func post(ctx context.Context, url, ts, sig string, body []byte) (*http.Response
 	}
 	return http.DefaultClient.Do(req)
 }
+
+// Message is a Slack `message` event from user, as Send takes it:
+// channelType is "channel", "group", "im" (a direct message to the bot) or
+// "mpim"; ts is the message's timestamp (NextTS).
+func Message(channel, channelType, user, text, ts string) map[string]any {
+	return map[string]any{"type": "message", "channel": channel, "channel_type": channelType,
+		"user": user, "text": text, "ts": ts, "event_ts": ts}
+}

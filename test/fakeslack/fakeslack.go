@@ -45,7 +45,8 @@ type Post struct {
 	Channel  string
 	ThreadTS string // thread_ts, empty for a top-level message
 	Text     string
-	TS       string // the ts the fake assigned
+	TS       string    // the ts the fake assigned
+	At       time.Time // when the fake received the call (benchmarks)
 }
 
 // Reaction is a reaction currently on a message.
@@ -106,6 +107,7 @@ type envelope struct {
 	payload json.RawMessage
 	sentAt  time.Time
 	acked   bool
+	ackedAt time.Time // first ack
 }
 
 type conn struct {
@@ -308,7 +310,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		case len([]rune(text)) > 40000:
 			reply(w, map[string]any{"ok": false, "error": "msg_too_long"})
 		default:
-			p := Post{Channel: channel, ThreadTS: params["thread_ts"], Text: text, TS: s.nextTS()}
+			p := Post{Channel: channel, ThreadTS: params["thread_ts"], Text: text, TS: s.nextTS(), At: time.Now()}
 			s.posts = append(s.posts, p)
 			msg := map[string]any{"type": "message", "user": BotUserID, "bot_id": BotID, "text": text, "ts": p.TS}
 			if p.ThreadTS != "" {
@@ -466,6 +468,9 @@ func (s *Server) socket(w http.ResponseWriter, r *http.Request) {
 			}
 			s.mu.Lock()
 			if e := s.envelopes[ack.EnvelopeID]; e != nil {
+				if !e.acked {
+					e.ackedAt = time.Now()
+				}
 				e.acked = true
 			}
 			s.acks = append(s.acks, ack.EnvelopeID)
@@ -527,6 +532,28 @@ func (s *Server) EventID(envelopeID string) string {
 		return e.EventID
 	}
 	return ""
+}
+
+// SentAt is when the envelope was last written to a connection (zero while
+// it waits for one): the start of a message's round trip in benchmarks.
+func (s *Server) SentAt(envelopeID string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.envelopes[envelopeID]; e != nil {
+		return e.sentAt
+	}
+	return time.Time{}
+}
+
+// AckedAt is when the envelope was first acknowledged (zero if not yet):
+// for clawrun, when the message was stored.
+func (s *Server) AckedAt(envelopeID string) time.Time {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if e := s.envelopes[envelopeID]; e != nil {
+		return e.ackedAt
+	}
+	return time.Time{}
 }
 
 // wrap builds the envelope's wire form; s.mu must be held.

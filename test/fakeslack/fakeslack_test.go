@@ -37,7 +37,12 @@ func TestWebAPI(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if p := s.Posts(); len(p) != 1 || p[0] != (Post{Channel: "C1", ThreadTS: "1.1", Text: "hi", TS: ts}) || s.Calls("chat.postMessage") != 2 {
+	p := s.Posts()
+	if len(p) != 1 || p[0].At.IsZero() || time.Since(p[0].At) > time.Minute {
+		t.Fatalf("posts = %+v, want one with its time of arrival", p)
+	}
+	p[0].At = time.Time{}
+	if p[0] != (Post{Channel: "C1", ThreadTS: "1.1", Text: "hi", TS: ts}) || s.Calls("chat.postMessage") != 2 {
 		t.Fatalf("posts = %+v", p)
 	}
 
