@@ -7,7 +7,7 @@ TEST_USER ?= clawrun-test
 BIN       := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test test-unit test-integration test-root test-rootless demo bench lint clean
+.PHONY: all build deps test test-unit test-integration test-provision demo bench lint clean
 
 all: build
 
@@ -24,7 +24,7 @@ lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...
 
-test: deps lint build test-unit test-integration
+test: deps lint build test-unit test-integration test-provision
 
 test-unit:
 	$(GO) test -tags $(TAGS) -count=1 $$($(GO) list ./... | grep -v '/test$$')
@@ -34,6 +34,10 @@ test-unit:
 # directory that user can read.
 test-integration: build
 	@sh scripts/integration.sh "$(GO)" "$(TEST_USER)"
+
+# The Vagrant box's provisioning script, run twice on this machine.
+test-provision:
+	@sh scripts/test-provision.sh "$(TEST_USER)"
 
 demo: build
 	@sh scripts/demo.sh "$(TEST_USER)"
