@@ -24,7 +24,7 @@ lint: deps
 	@out=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
 	$(GO) vet -tags $(TAGS) ./...
 
-test: deps lint build test-unit test-integration test-provision
+test: deps lint build test-provision test-unit test-integration
 
 test-unit:
 	$(GO) test -tags $(TAGS) -count=1 $$($(GO) list ./... | grep -v '/test$$')
