@@ -1,0 +1,299 @@
+package test
+
+import (
+	"bytes"
+	"crypto/rand"
+	"encoding/hex"
+	"encoding/pem"
+	"fmt"
+	"net"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// egressFixture is an agent with an egress grant and a base-URL secret,
+// two loopback servers on the host it may reach by name (mapped through
+// CLAWRUN_EGRESS_HOSTS_FILE, listed exactly since loopback is otherwise
+// refused), and the secret's value in clawrun's environment.
+type egressFixture struct {
+	e        *env
+	env      []string // clawrun's environment
+	secret   string
+	plain    *httptest.Server // http://allowed.example:PORT
+	tlsSrv   *httptest.Server // https://example.com:PORT, the secret's host
+	mu       sync.Mutex
+	gotKeys  []string // x-api-key headers that reached tlsSrv
+	plainMsg string
+}
+
+func newEgressFixture(t *testing.T) *egressFixture {
+	t.Helper()
+	f := &egressFixture{e: newEnv(t), plainMsg: "hello-from-allowed"}
+	b := make([]byte, 16)
+	_, _ = rand.Read(b)
+	f.secret = "sk-test-" + hex.EncodeToString(b)
+	f.plain = httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		fmt.Fprint(w, f.plainMsg)
+	}))
+	t.Cleanup(f.plain.Close)
+	f.tlsSrv = httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		f.gotKeys = append(f.gotKeys, r.Header.Get("X-Api-Key"))
+		f.mu.Unlock()
+		fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.Path)
+	}))
+	t.Cleanup(f.tlsSrv.Close)
+
+	hosts := f.e.writeFile("hosts", "127.0.0.1 allowed.example refused.example example.com\n")
+	ca := f.e.writeFile("upstream-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.tlsSrv.Certificate().Raw})))
+	f.env = append(os.Environ(),
+		"CLAWRUN_EGRESS_HOSTS_FILE="+hosts,
+		// The proxy verifies the secret's host against the host's roots;
+		// Go reads them from here when set.
+		"SSL_CERT_FILE="+ca,
+		"API_KEY="+f.secret,
+		"VISIBLE_TOKEN=visible-value",
+	)
+	f.e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
+  net:
+    rootfs: %s
+    command: ["/bin/true"]
+    network:
+      egress: ["allowed.example:%d", "example.com:%d"]
+    secrets:
+      - {name: API_KEY, host: "example.com:%d", header: x-api-key, base_url_env: API_BASE_URL}
+      - {name: VISIBLE_TOKEN, expose: env}
+`, baseRootfs, f.port(f.plain), f.port(f.tlsSrv), f.port(f.tlsSrv)))
+	return f
+}
+
+func (f *egressFixture) port(s *httptest.Server) int {
+	return s.Listener.Addr().(*net.TCPAddr).Port
+}
+
+// run runs clawrun with the fixture's environment.
+func (f *egressFixture) run(args ...string) result {
+	f.e.t.Helper()
+	c := f.e.cmd(args...)
+	c.Env = f.env
+	var out, errb bytes.Buffer
+	c.Stdout, c.Stderr = &out, &errb
+	done := make(chan error, 1)
+	if err := c.Start(); err != nil {
+		f.e.t.Fatal(err)
+	}
+	go func() { done <- c.Wait() }()
+	var err error
+	select {
+	case err = <-done:
+	case <-time.After(90 * time.Second):
+		_ = c.Process.Kill()
+		f.e.t.Fatalf("clawrun %v hung; stdout=%s stderr=%s", args, out.String(), errb.String())
+	}
+	r := result{stdout: out.String(), stderr: errb.String()}
+	if ee, ok := err.(*exec.ExitError); ok {
+		r.code = ee.ExitCode()
+	} else if err != nil {
+		f.e.t.Fatal(err)
+	}
+	return r
+}
+
+func TestEgressFromInside(t *testing.T) {
+	f := newEgressFixture(t)
+	p1 := f.port(f.plain)
+	script := fmt.Sprintf(`
+echo "proxy=$http_proxy https=$HTTPS_PROXY no=$no_proxy"
+echo "key=$API_KEY base=$API_BASE_URL visible=$VISIBLE_TOKEN"
+echo "allowed: $(wget -q -O - http://allowed.example:%[1]d/x)"
+wget -q -O - http://refused.example:%[1]d/ >/dev/null 2>&1; echo "refused-wget=$?"
+printf 'GET http://refused.example:%[1]d/ HTTP/1.0\r\n\r\n' | nc -w 5 127.0.0.1 3128 | tail -n 1; echo
+(printf 'CONNECT allowed.example:%[1]d HTTP/1.1\r\nHost: allowed.example:%[1]d\r\n\r\n'; sleep 1; printf 'GET /t HTTP/1.0\r\nHost: allowed.example\r\n\r\n'; sleep 2) | nc -w 5 127.0.0.1 3128 | sed -n 's/^\(hello.*\)/tunnel: \1/p'; echo
+printf 'CONNECT 127.0.0.1:%[1]d HTTP/1.1\r\n\r\n' | nc -w 5 127.0.0.1 3128 | head -n 1
+nc -w 3 1.1.1.1 80 </dev/null; echo "direct-ext=$?"
+nc -w 3 127.0.0.1 %[1]d </dev/null; echo "direct-host-port=$?"
+timeout 5 nslookup example.com 8.8.8.8 >/dev/null 2>&1; echo "dns-public=$?"
+timeout 5 nslookup example.com >/dev/null 2>&1; echo "dns-default=$?"
+echo "base: $(wget -q -Y off -O - --header "x-api-key: $API_KEY" "$API_BASE_URL/v1/messages")"
+`, p1)
+	r := f.run("run", "--name", "egress1", "net", "--", "/bin/sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("run: %s", r)
+	}
+	out := r.stdout
+	t.Logf("inside:\n%s", out)
+	for _, want := range []string{
+		"proxy=http://127.0.0.1:3128 https=http://127.0.0.1:3128 no=localhost,127.0.0.1,::1",
+		"key=clawrun-placeholder-API_KEY base=http://127.0.0.1:3129 visible=visible-value",
+		"allowed: " + f.plainMsg,
+		"refused-wget=1",
+		fmt.Sprintf("clawrun egress: refused.example:%d is not in this agent's egress allowlist", p1),
+		"tunnel: " + f.plainMsg, // through a CONNECT tunnel
+		"HTTP/1.1 403",
+		"direct-ext=1",
+		"direct-host-port=1",
+		"dns-public=1",
+		"dns-default=1",
+		"base: upstream saw GET /v1/messages",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+	if strings.Contains(out+r.stderr, f.secret) {
+		t.Errorf("the secret's value reached the container's output:\n%s", r)
+	}
+	f.mu.Lock()
+	keys := append([]string(nil), f.gotKeys...)
+	f.mu.Unlock()
+	if len(keys) != 1 || keys[0] != f.secret {
+		t.Errorf("x-api-key headers at the upstream = %q, want the secret once (the placeholder replaced)", keys)
+	}
+
+	// The connection log: allowed and refused, secret names, no values.
+	netlog := f.run("logs", "--net", "egress1")
+	if netlog.code != 0 {
+		t.Fatalf("logs --net: %s", netlog)
+	}
+	t.Logf("logs --net:\n%s", netlog.stdout)
+	for _, want := range []string{
+		fmt.Sprintf("DENY  http GET refused.example:%d", p1), "not_in_allowlist",
+		fmt.Sprintf("ALLOW http GET allowed.example:%d", p1),
+		fmt.Sprintf("ALLOW connect CONNECT allowed.example:%d", p1),
+		"ip_literal",
+		"base_url GET example.com", "secrets=API_KEY",
+	} {
+		if !strings.Contains(netlog.stdout, want) {
+			t.Errorf("logs --net lacks %q:\n%s", want, netlog.stdout)
+		}
+	}
+	raw, err := os.ReadFile(filepath.Join(f.e.data, "logs", "egress1.net.log"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains(raw, []byte(f.secret)) {
+		t.Error("the connection log holds the secret's value")
+	}
+	if fi, err := os.Stat(filepath.Join(f.e.data, "logs", "egress1.net.log")); err == nil && fi.Mode().Perm() != 0o600 {
+		t.Errorf("connection log mode %v, want 0600", fi.Mode().Perm())
+	}
+
+	// inspect names the grants and secrets, never the value.
+	insp := f.run("inspect", "egress1")
+	for _, want := range []string{"egress", fmt.Sprintf("allowed.example:%d", p1), "API_KEY: injected by the egress proxy", "VISIBLE_TOKEN: expose: env"} {
+		if !strings.Contains(insp.stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, insp)
+		}
+	}
+	if strings.Contains(insp.stdout, f.secret) {
+		t.Error("inspect shows the secret's value")
+	}
+	// Nothing clawrun keeps in its state holds the value.
+	_ = filepath.WalkDir(f.e.root, func(p string, d os.DirEntry, err error) error {
+		if err == nil && d.Type().IsRegular() {
+			if b, err := os.ReadFile(p); err == nil && bytes.Contains(b, []byte(f.secret)) {
+				t.Errorf("%s holds the secret's value", p)
+			}
+		}
+		return nil
+	})
+	f.run("rm", "egress1")
+	if _, err := os.Stat(filepath.Join(f.e.data, "logs", "egress1.net.log")); err == nil {
+		t.Error("rm left the connection log behind")
+	}
+}
+
+// The secret's value is nowhere in the container: not in any process's
+// environment or arguments, nor in any file it can read.
+func TestEgressSecretAbsentInside(t *testing.T) {
+	f := newEgressFixture(t)
+	// A second process runs beside the shell, so /proc holds more than one.
+	script := `
+sleep 30 &
+for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done
+cd / && tar -cf - $(for d in /*; do case $d in /proc|/sys|/dev) ;; *) echo ${d#/};; esac; done) dev/shm 2>/dev/null
+kill %1
+`
+	r := f.run("run", "net", "--", "/bin/sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("run: exit %d, stderr %s", r.code, r.stderr)
+	}
+	if len(r.stdout) < 100000 {
+		t.Fatalf("the dump is too small (%d bytes) to have covered the files:\n%s", len(r.stdout), r.stderr)
+	}
+	if !strings.Contains(r.stdout, "API_KEY=clawrun-placeholder-API_KEY") {
+		t.Errorf("no process environment holds the placeholder: dump did not cover /proc/*/environ")
+	}
+	if strings.Contains(r.stdout, f.secret) {
+		t.Error("the secret's value is inside the container")
+	}
+}
+
+// An agent without egress has no route out, not even through a proxy.
+func TestEgressNoneHasNoProxy(t *testing.T) {
+	f := newEgressFixture(t)
+	r := f.run("run", "--rootfs", baseRootfs, "--", "/bin/sh", "-c",
+		`echo "proxy=$http_proxy"; nc -w 3 127.0.0.1 3128 </dev/null; echo "proxy-port=$?"; nc -w 3 1.1.1.1 80 </dev/null; echo "direct=$?"`)
+	for _, want := range []string{"proxy=\n", "proxy-port=1", "direct=1"} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%s", want, r)
+		}
+	}
+}
+
+// A secret without a value fails the run before a container exists, naming
+// the secret.
+func TestEgressMissingSecret(t *testing.T) {
+	f := newEgressFixture(t)
+	var env []string
+	for _, kv := range f.env {
+		if !strings.HasPrefix(kv, "API_KEY=") {
+			env = append(env, kv)
+		}
+	}
+	f.env = env
+	r := f.run("run", "net")
+	if r.code != 125 || !strings.Contains(r.stderr, "no value for secret API_KEY") {
+		t.Fatalf("want exit 125 naming API_KEY: %s", r)
+	}
+	if left := f.e.stateEntries(); len(left) != 0 {
+		t.Fatalf("state left behind: %v", left)
+	}
+}
+
+// A detached agent's proxy lives in its monitor and ends with it; here with
+// a single-id map, where the agent is root of its user namespace, and the
+// agent seccomp profile, which allows inet sockets only with a network grant.
+func TestEgressDetached(t *testing.T) {
+	f := newEgressFixture(t)
+	f.e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
+  net:
+    rootfs: %s
+    command: ["/bin/sleep", "60"]
+    idmap: single
+    seccomp: agent   # inet sockets only because of the egress grant
+    network:
+      egress: ["allowed.example:%d"]
+`, baseRootfs, f.port(f.plain)))
+	if r := f.run("run", "-d", "--name", "egress-d", "net"); r.code != 0 {
+		t.Fatalf("run -d: %s", r)
+	}
+	r := f.run("exec", "egress-d", "/bin/sh", "-c", fmt.Sprintf("wget -q -O - http://allowed.example:%d/", f.port(f.plain)))
+	if r.code != 0 || r.stdout != f.plainMsg {
+		t.Fatalf("exec through the proxy: %s", r)
+	}
+	if r := f.run("stop", "-t", "1", "egress-d"); r.code != 0 {
+		t.Fatalf("stop: %s", r)
+	}
+	netlog := f.run("logs", "--net", "egress-d")
+	if !strings.Contains(netlog.stdout, "ALLOW http GET allowed.example") {
+		t.Errorf("logs --net:\n%s", netlog)
+	}
+}
