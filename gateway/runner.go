@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -31,6 +32,11 @@ type RuntimeRunner struct {
 	// StopTimeout is how long Stop waits after end of input before it
 	// stops the container (SIGTERM, then SIGKILL).
 	StopTimeout time.Duration
+	// Secrets holds the values of the agents' secrets by name, for their
+	// egress proxies (runtime.RunOptions.Secrets).
+	Secrets map[string]string
+	// EgressHosts maps names for the egress proxies' resolver (tests).
+	EgressHosts map[string][]netip.Addr
 }
 
 // NewRuntimeRunner returns a runner whose agent logs go to
@@ -97,6 +103,9 @@ func (r *RuntimeRunner) Start(_ context.Context, p *policy.Plan) (Process, error
 	go func() {
 		code, err := r.Runtime.Run(p, runtime.RunOptions{
 			Name: name, Remove: true, Stdin: inR, Stdout: outW, Stderr: logf, KeepSignals: true,
+			Secrets: r.Secrets, EgressHosts: r.EgressHosts,
+			// One connection log per agent, across restarts.
+			NetLog: filepath.Join(r.LogDir, p.Name+".net.log"),
 		})
 		if err != nil {
 			fmt.Fprintf(logf, "--- clawrun serve: container %s: %v\n", name, err)

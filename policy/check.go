@@ -16,6 +16,7 @@ type checker struct {
 	agentDir  string // resolved directory allowed by Allowlist.AgentDir
 	blocked   []pattern
 	protected []protectedFile
+	dataDir   string // clawrun's data directory, resolved; "" when not given
 }
 
 // protectedFile is a file no read-write grant may contain: an agent able
@@ -44,6 +45,11 @@ func newChecker(o *options, agentDir, agentFile string) (*checker, error) {
 	ck := &checker{allow: a, agentDir: resolveExisting(filepath.Clean(agentDir))}
 	dirs := append(defaultClawrunDirs(), o.clawrunDirs...)
 	ck.blocked = blockedPatterns(a, dirs)
+	if o.dataDir != "" {
+		if abs, err := filepath.Abs(o.dataDir); err == nil {
+			ck.dataDir = resolveExisting(abs)
+		}
+	}
 	if agentFile != "" {
 		ck.protect("the agent file", agentFile)
 	}

@@ -123,7 +123,7 @@ type rwGrant struct {
 
 var (
 	topFields   = []string{"version", "agents", "slack"}
-	agentFields = []string{"rootfs", "command", "image", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack"}
+	agentFields = []string{"rootfs", "command", "image", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack", "workspace", "writable_rootfs", "secrets"}
 	grantFields = []string{"host", "path", "mode"}
 	limitFields = []string{"memory", "cpus", "pids", "enforce"}
 )
@@ -326,9 +326,11 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	}
 
 	vars := map[string]string{}
+	envLines := map[string]int{}
 	if v := m.get("env"); v != nil {
 		if em := l.mapping(v, path+".env", nil); em != nil {
 			for _, k := range em.order {
+				envLines[k] = em.keys[k].Line
 				kp := path + ".env." + k
 				if err := checkEnvKey(k); err != nil {
 					l.c.add(em.keys[k].Line, kp, "%v", err)
@@ -371,11 +373,16 @@ func (l *loader) agent(name string, key, n *yaml.Node) *Plan {
 	if v := m.get("grants"); v != nil {
 		p.Grants = l.grants(v, path+".grants")
 	}
-	l.text(m, path, "network", "a network mode", func(s string) error {
-		nw, err := parseNetwork(s)
-		p.Network = nw
-		return err
-	})
+	if v := m.get("network"); v != nil {
+		l.network(v, path+".network", p)
+	}
+	if v := m.get("secrets"); v != nil {
+		var lines []int
+		p.Secrets, lines = l.secrets(v, path+".secrets")
+		l.checkSecrets(p, path, lines, envLines)
+	}
+	l.workspace(p, m, path)
+	p.WritableRootfs = l.flag(m, path, "writable_rootfs")
 	if v := m.get("limits"); v != nil {
 		p.Limits = l.limits(v, path+".limits")
 	}

@@ -229,7 +229,7 @@ func TestLoadBad(t *testing.T) {
 		{"grant unknown field", "agents:\n  demo:\n" + goodAgent + "    grants:\n      - {host: data, path: /d, readonly: true}\n", 6, "agents.demo.grants[0].readonly", "known fields: host, path, mode"},
 		{"grant dup path", "agents:\n  demo:\n" + goodAgent + "    grants:\n      - {host: data, path: /d}\n      - {host: cache, path: /d/}\n", 7, "agents.demo.grants[1].path", "already granted on line 6"},
 		{"grant rw holds file", "agents:\n  demo:\n" + goodAgent + "    grants:\n      - {host: ., path: /d, mode: rw}\n", 6, "agents.demo.grants[0]", "edit its own permissions"},
-		{"network", "agents:\n  demo:\n" + goodAgent + "    network: host\n", 5, "agents.demo.network", "egress grants are not supported yet"},
+		{"network", "agents:\n  demo:\n" + goodAgent + "    network: host\n", 5, "agents.demo.network", "unsafe_host_network: true"},
 		{"limits scalar", "agents:\n  demo:\n" + goodAgent + "    limits: 5\n", 5, "agents.demo.limits", "must be a mapping"},
 		{"memory bad", "agents:\n  demo:\n" + goodAgent + "    limits:\n      memory: 12X\n", 6, "agents.demo.limits.memory", `invalid size "12X": use a number with an optional K, M or G suffix, e.g. 256M`},
 		{"memory small", "agents:\n  demo:\n" + goodAgent + "    limits:\n      memory: 1M\n", 6, "agents.demo.limits.memory", "below the minimum of 4M"},

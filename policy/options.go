@@ -9,6 +9,7 @@ type options struct {
 	allowlistFile string
 	executable    string
 	clawrunDirs   []string
+	dataDir       string
 }
 
 // WithAllowlist checks grants against a, instead of reading the allowlist

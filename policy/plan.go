@@ -70,11 +70,9 @@ const (
 	IDMapSingle IDMap = "single"
 )
 
-// Network is the network mode of an agent. Only "none" (loopback only) exists
-// so far; egress grants come with the egress proxy.
+// Network is the network mode of an agent (NetworkNone, NetworkEgress,
+// NetworkHost; see network.go).
 type Network string
-
-const NetworkNone Network = "none"
 
 // Plan is the resolved, validated description of one agent's container.
 // A Plan is built only by this package (Load/Resolve/AdHoc) and must be
@@ -94,6 +92,11 @@ type Plan struct {
 	UserSet bool
 	Grants  []Grant
 	Network Network
+	// Egress is the allowlist of NetworkEgress in canonical form
+	// (egress.ParsePattern), in file order.
+	Egress []string `json:",omitempty"`
+	// Secrets are names, hosts and modes only: values never enter a Plan.
+	Secrets []Secret `json:",omitempty"`
 	Limits  Limits
 	// Seccomp is a built-in profile name (seccomp.Names, "default" unless
 	// set) or "custom:/abs/path.json" (CustomSeccompPrefix) for a custom
@@ -115,6 +118,17 @@ type Plan struct {
 	// ImageID is then the unpacked image's ID.
 	Image   string `json:",omitempty"`
 	ImageID string `json:",omitempty"`
+	// Workspace is agents.NAME.workspace: a persistent read-write
+	// /workspace (WorkspacePath) kept in WorkspaceDir, under clawrun's data
+	// directory, across runs and container removals.
+	Workspace    bool   `json:",omitempty"`
+	WorkspaceDir string `json:",omitempty"`
+	// WritableRootfs is agents.NAME.writable_rootfs: the agent may write
+	// to its root filesystem. Rootfs stays the read-only base; the runtime
+	// assembles the agent's own writable root at WritableRoot (overlayfs,
+	// or a copy), discarded with the container (see WithWritableRoot).
+	WritableRootfs bool   `json:",omitempty"`
+	WritableRoot   string `json:",omitempty"`
 	// set records what the agent file set itself (see WithImage).
 	set fileSet
 }

@@ -265,13 +265,6 @@ func parseEnforce(s string) (Enforce, error) {
 	return "", fmt.Errorf("invalid enforce %q: use strict (refuse to run when the host cannot enforce a limit, the default) or best-effort (approximate such limits with rlimits)", s)
 }
 
-func parseNetwork(s string) (Network, error) {
-	if Network(s) == NetworkNone {
-		return NetworkNone, nil
-	}
-	return "", fmt.Errorf("network %q is not supported: only none (loopback only) exists; egress grants are not supported yet", s)
-}
-
 func parseIDMap(s string) (IDMap, error) {
 	switch IDMap(s) {
 	case IDMapAuto, IDMapSingle:

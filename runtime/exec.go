@@ -12,6 +12,8 @@ import (
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/utils"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/policy"
 )
 
 // ExecOptions describe a process started inside a running container.
@@ -43,6 +45,11 @@ func (r *Runtime) Exec(name string, o ExecOptions) (int, error) {
 	proc := &libcontainer.Process{Args: o.Args, Cwd: "/", Init: false}
 	if m.Plan != nil && m.Identity != nil {
 		proc.Env = m.Plan.Env
+		if m.Plan.Network == policy.NetworkEgress {
+			// The same proxy settings as the agent (not the values of
+			// expose: env secrets, which are kept nowhere).
+			proc.Env = append(append([]string(nil), proc.Env...), EgressEnv(m.Plan)...)
+		}
 		proc.Cwd = m.Plan.Workdir
 		proc.UID, proc.GID = int(m.Identity.User.UID), int(m.Identity.User.GID)
 	}

@@ -50,7 +50,12 @@ func Describe(name string, p *Prepared) *Report {
 	if p.Plan.Source != "" {
 		add("source", "%s (agent %s)", p.Plan.Source, p.Plan.Name)
 	}
-	add("rootfs", "%s (read-only: %v)", s.Root.Path, s.Root.Readonly)
+	if p.Plan.WritableRoot != "" {
+		add("rootfs", "%s (read-only: %v): the agent's own root over the base %s, which stays untouched; discarded on rm", s.Root.Path, s.Root.Readonly, p.Plan.Rootfs)
+		add("writable", "%s where the kernel allows it, else a %s of the base (decided when the container starts)", WritableOverlay, WritableCopy)
+	} else {
+		add("rootfs", "%s (read-only: %v)", s.Root.Path, s.Root.Readonly)
+	}
 	add("command", "%q", s.Process.Args)
 	add("workdir", "%s", s.Process.Cwd)
 	for _, e := range s.Process.Env {
@@ -73,7 +78,16 @@ func Describe(name string, p *Prepared) *Report {
 	for _, ns := range s.Linux.Namespaces {
 		add("namespace", "%s (new)", ns.Type)
 	}
-	add("network", "%s: loopback only, no route out", p.Plan.Network)
+	add("network", "%s", p.Plan.NetworkDescription())
+	if p.Plan.Network == policy.NetworkEgress {
+		for _, e := range p.Plan.Egress {
+			add("egress", "%s", e)
+		}
+		add("egress", "proxy on the host, listening inside the container on 127.0.0.1:%d (HTTP_PROXY); every connection logged", EgressProxyPort)
+	}
+	for _, sec := range p.Plan.Secrets {
+		add("secret", "%s", sec.Describe())
+	}
 	add("hostname", "%s", s.Hostname)
 	c := s.Process.Capabilities
 	add("capabilities", "effective=%s permitted=%s bounding=%s ambient=%s", capList(c.Effective), capList(c.Permitted), capList(c.Bounding), capList(c.Ambient))
@@ -82,6 +96,9 @@ func Describe(name string, p *Prepared) *Report {
 		kind := "mount"
 		if m.Type == "bind" {
 			kind = "grant"
+			if p.Plan.Workspace && m.Destination == policy.WorkspacePath && m.Source == p.Plan.WorkspaceDir {
+				kind = "workspace" // persistent: kept across runs and rm
+			}
 		}
 		add(kind, "%s %s <- %s [%s]", m.Destination, m.Type, m.Source, strings.Join(m.Options, ","))
 	}
@@ -185,6 +202,11 @@ func (r *Runtime) Inspect(name string) (*Report, error) {
 		status = in.Exit.Text
 	}
 	rep.Lines = append([]Line{{"status", status}}, rep.Lines...)
+	for i := range rep.Lines {
+		if rep.Lines[i].Kind == "writable" && m.Writable != "" {
+			rep.Lines[i].Value = m.Writable
+		}
+	}
 	if in.Pid > 0 {
 		rep.Live = LiveChecks(in.Pid, s.Process.Capabilities)
 		rep.Live = append(rep.Live, rlimitChecks(in.Pid, s.Process.Rlimits)...)

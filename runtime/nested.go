@@ -133,6 +133,10 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: unix.CLONE_NEWUSER | unix.CLONE_NEWNS, Pdeathsig: unix.SIGKILL}
 	if !outer {
 		cmd.SysProcAttr = &syscall.SysProcAttr{}
+		if prep.Plan.WritableRoot != "" {
+			// The writable root's overlay stays in the child's mounts.
+			cmd.SysProcAttr.Cloneflags = unix.CLONE_NEWNS
+		}
 		cmd.Env = withEnv(os.Environ(), nestedStageEnv, "2")
 	} else if single {
 		// An unprivileged process may map itself: the kernel takes the map
@@ -338,6 +342,19 @@ func ServeNested() {
 		return
 	}
 	r := &Runtime{StateDir: req.StateDir, DataDir: req.DataDir, Host: Host{UID: 0, GID: 0}}
+	// Rootless, the child has a mount namespace of its own, owned by the
+	// outer user namespace (the kernel turns the host's shared mounts into
+	// slaves there); as root it has one only for a writable root, and must
+	// stop sharing mounts with the host before it mounts anything.
+	r.userns = req.Prepared.HostIdentity != nil
+	r.ownMounts = r.userns
+	if !r.userns && req.Prepared.Plan.WritableRoot != "" {
+		if err := privateMounts(); err != nil {
+			res.Error = "agent " + req.Prepared.Plan.Name + ": " + err.Error()
+			return
+		}
+		r.ownMounts = true
+	}
 	o := req.Options
 	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if !o.Detach {
@@ -365,6 +382,7 @@ func ServeNested() {
 		devNull.Close()
 	}
 	st, _ := l.proc.Wait()
+	l.egress.Close()
 	r.recordExit(l.meta, st)
 	l.lock.Close()
 	res.Code = 0

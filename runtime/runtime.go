@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"io"
 	"io/fs"
+	"net/netip"
 	"os"
 	"os/signal"
 	"path/filepath"
@@ -51,6 +52,10 @@ type Runtime struct {
 	StateDir string // live state: libcontainer's root plus clawrun.json per container
 	DataDir  string // durable data: logs
 	Host     Host
+	// ownMounts is set in a re-executed child with a mount namespace of its
+	// own, where a writable root may be mounted; userns when that child is
+	// in the outer user namespace (rootless).
+	ownMounts, userns bool
 }
 
 // New prepares the state and data directories (mode 0700, owned by the
@@ -88,11 +93,15 @@ type Meta struct {
 	Created     time.Time    `json:"created"`
 	Detached    bool         `json:"detached"`
 	Log         string       `json:"log,omitempty"`
+	NetLog      string       `json:"net_log,omitempty"` // egress connection log
 	CgroupsPath string       `json:"cgroups_path,omitempty"`
 	Plan        *policy.Plan `json:"plan"`
 	Identity    *Identity    `json:"identity"`
 	// Exit is how the agent ended, once whoever waited for it recorded it.
 	Exit *ExitStatus `json:"exit,omitempty"`
+	// Writable says how the writable root (writable_rootfs) was made:
+	// WritableOverlay, or WritableCopy and why overlayfs was refused.
+	Writable string `json:"writable,omitempty"`
 }
 
 // Prepared is a plan made concrete for this host: identity, cgroup, spec.
@@ -109,6 +118,10 @@ type Prepared struct {
 // Prepare resolves everything a plan needs on this host without creating
 // anything, so that every error surfaces before a container exists.
 func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
+	p, err := r.prepareStorage(p, name)
+	if err != nil {
+		return nil, err
+	}
 	id, err := ResolveIdentity(p, r.Host)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
@@ -120,6 +133,9 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
 	}
 	if err := checkWorkdir(p); err != nil {
+		return nil, err
+	}
+	if err := checkEgress(p); err != nil {
 		return nil, err
 	}
 	cg := ""
@@ -171,8 +187,13 @@ func checkWorkdir(p *policy.Plan) error {
 			return nil
 		}
 	}
-	if p.Workdir == "/tmp" || strings.HasPrefix(p.Workdir, "/tmp/") {
-		return nil
+	for _, d := range []string{"/tmp", policy.WorkspacePath} {
+		if (d == "/tmp" || p.Workspace) && (p.Workdir == d || strings.HasPrefix(p.Workdir, d+"/")) {
+			return nil
+		}
+	}
+	if p.WritableRootfs {
+		return nil // created in the agent's own root when missing
 	}
 	if _, err := rootfs.Stat(p.Rootfs, p.Workdir); err != nil {
 		return fmt.Errorf("agent %s: workdir %s does not exist in rootfs %s (the root filesystem is read-only, so it cannot be created): create it in the rootfs or change workdir", p.Name, p.Workdir, p.Rootfs)
@@ -194,6 +215,16 @@ type RunOptions struct {
 	// them to the agent: a supervisor such as `clawrun serve` stops its
 	// agents itself (end of input, then SIGTERM) rather than racing them.
 	KeepSignals bool
+	// Secrets holds the values of the plan's secrets by name (from the
+	// environment of run/serve or a secrets file): for the egress proxy,
+	// and for expose: env secrets the agent's process. They never go into
+	// the spec, the bundle or clawrun.json.
+	Secrets map[string]string `json:"secrets,omitempty"`
+	// EgressHosts maps names for the egress proxy's resolver instead of
+	// DNS; for tests (CLAWRUN_EGRESS_HOSTS_FILE).
+	EgressHosts map[string][]netip.Addr `json:"egress_hosts,omitempty"`
+	// NetLog is the egress connection log; empty means NetLogPath(Name).
+	NetLog string `json:"net_log,omitempty"`
 }
 
 // Run creates and starts a container for the plan. Detached, it returns 0 as
@@ -203,6 +234,10 @@ func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
 	if err := policy.ValidName(o.Name); err != nil {
 		return -1, err
 	}
+	var err error
+	if o.Secrets, err = planSecrets(p, o.Secrets); err != nil {
+		return -1, err
+	}
 	if _, err := os.Stat(filepath.Join(r.StateDir, o.Name)); err == nil {
 		return -1, fmt.Errorf("container %q: %w: choose another --name or remove it with 'clawrun rm %s'", o.Name, ErrNameInUse, o.Name)
 	}
@@ -210,9 +245,13 @@ func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
 	if err != nil {
 		return -1, err
 	}
+	if err := r.ensureWorkspace(prep.Plan); err != nil {
+		return -1, err
+	}
 	// A detached container is started by a child that stays behind as its
 	// monitor (see exit.go); rootless, that is the outer namespace's child.
-	if needsOuterUserns(prep.Identity, r.Host) || o.Detach {
+	// A writable root is mounted in a child's own mount namespace.
+	if needsOuterUserns(prep.Identity, r.Host) || o.Detach || prep.Plan.WritableRoot != "" {
 		return r.runNested(prep, o)
 	}
 	return r.start(prep, o, r.Host.Rootless())
@@ -237,8 +276,12 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 		return 0, nil
 	}
 	st, code, err := waitState(l.proc, sigs)
+	l.egress.Close()
 	if o.Remove {
 		if derr := l.c.Destroy(); derr != nil && err == nil {
+			err = derr
+		}
+		if derr := r.dropWritableRoot(prep.Plan); derr != nil && err == nil {
 			err = derr
 		}
 	} else {
@@ -254,6 +297,8 @@ type launched struct {
 	proc *libcontainer.Process
 	meta *Meta
 	lock *os.File
+	// egress is the agent's proxy, closed once the agent is gone.
+	egress *egressRun
 }
 
 // launch creates and starts the container; on error it leaves nothing
@@ -273,6 +318,13 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 	pins, err := pinGrants(config.Mounts)
 	if err != nil {
 		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
+	}
+	if p.WritableRoot != "" {
+		// Create checks that the root exists; it is assembled below, once
+		// the name is ours.
+		if err := os.MkdirAll(p.WritableRoot, 0o700); err != nil {
+			return fail(-1, fmt.Errorf("agent %s: writable root: %w", p.Name, err))
+		}
 	}
 	c, err := libcontainer.Create(r.StateDir, o.Name, config)
 	if err != nil {
@@ -295,6 +347,7 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 	defer func() {
 		if !ok {
 			_ = c.Destroy()
+			_ = r.dropWritableRoot(p)
 			if meta.Log != "" {
 				_ = os.Remove(meta.Log)
 			}
@@ -306,7 +359,22 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 	if lock, err = lockState(r.StateDir, o.Name); err != nil {
 		return fail(-1, err)
 	}
+	if p.WritableRoot != "" {
+		// Only now that the name is ours: a leftover root is discarded.
+		if !r.ownMounts {
+			return fail(-1, fmt.Errorf("agent %s: a writable root is mounted only in a mount namespace of its own (run it through runNested)", p.Name))
+		}
+		if meta.Writable, err = setupWritableRoot(p, r.userns); err != nil {
+			return fail(-1, err)
+		}
+	}
 	proc := newProcess(prep.Spec.Process, true)
+	proc.Env = append(proc.Env, exposedEnv(p, o.Secrets)...)
+	if p.Network == policy.NetworkEgress {
+		if meta.NetLog = o.NetLog; meta.NetLog == "" {
+			meta.NetLog = r.NetLogPath(o.Name)
+		}
+	}
 	var logFile *os.File
 	if o.Detach {
 		meta.Log = r.LogPath(o.Name)
@@ -341,6 +409,19 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 		_, _ = proc.Wait()
 		return fail(-1, fmt.Errorf("agent %s: %w", p.Name, err))
 	}
+	// The proxy listens before the agent runs, so its first connection
+	// finds it.
+	eg, err := r.startEgress(p, o, pid, meta.NetLog)
+	if err != nil {
+		_ = proc.Signal(unix.SIGKILL)
+		_, _ = proc.Wait()
+		return fail(-1, err)
+	}
+	defer func() {
+		if !ok {
+			eg.Close()
+		}
+	}()
 	_, atExec := splitRlimits(prep.Spec.Process.Rlimits)
 	tr, err := traceExec(pid, atExec, 10*time.Second)
 	if err != nil {
@@ -358,7 +439,7 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 		return fail(startError(p, err))
 	}
 	ok = true
-	return &launched{c: c, proc: proc, meta: meta, lock: lock}, 0, nil
+	return &launched{c: c, proc: proc, meta: meta, lock: lock, egress: eg}, 0, nil
 }
 
 var forwardedSignals = []os.Signal{
@@ -636,8 +717,17 @@ func (r *Runtime) Remove(name string, force bool) error {
 	if err := c.Destroy(); err != nil {
 		return fmt.Errorf("rm %s: %w", name, err)
 	}
+	// The writable root goes with the container; a workspace stays.
+	if err := r.dropWritableRoot(m.Plan); err != nil {
+		return fmt.Errorf("rm %s: %w", name, err)
+	}
 	if m.Log != "" {
 		_ = os.Remove(m.Log)
+	}
+	// A connection log of its own goes too; serve's agents share theirs
+	// across restarts.
+	if m.NetLog != "" && m.NetLog == r.NetLogPath(name) {
+		_ = os.Remove(m.NetLog)
 	}
 	return nil
 }

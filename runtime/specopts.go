@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 
 	"github.com/opencontainers/runtime-spec/specs-go"
 
@@ -73,6 +74,36 @@ func WithProcess(args, env []string, cwd string, u policy.User) SpecOpt {
 		s.Process.Env = append([]string(nil), env...)
 		s.Process.Cwd = cwd
 		s.Process.User = specs.User{UID: u.UID, GID: u.GID}
+		return nil
+	}
+}
+
+// WithEnv adds KEY=value variables to the process environment, replacing
+// earlier values of the same keys.
+func WithEnv(env ...string) SpecOpt {
+	return func(s *specs.Spec) error {
+		if s.Process == nil {
+			s.Process = &specs.Process{}
+		}
+		for _, kv := range env {
+			k, _, ok := strings.Cut(kv, "=")
+			if !ok || k == "" {
+				return fmt.Errorf("env %q: want KEY=value", kv)
+			}
+			s.Process.Env = slices.DeleteFunc(s.Process.Env, func(e string) bool { return strings.HasPrefix(e, k+"=") })
+			s.Process.Env = append(s.Process.Env, kv)
+		}
+		return nil
+	}
+}
+
+// WithHostNetwork leaves the container in the host's network namespace
+// (network: {unsafe_host_network: true}).
+func WithHostNetwork() SpecOpt {
+	return func(s *specs.Spec) error {
+		linux(s).Namespaces = slices.DeleteFunc(linux(s).Namespaces, func(n specs.LinuxNamespace) bool {
+			return n.Type == specs.NetworkNamespace
+		})
 		return nil
 	}
 }
@@ -187,10 +218,26 @@ func WithGrant(g policy.Grant) SpecOpt {
 	}
 }
 
-// WithSeccomp installs the named seccomp profile.
-func WithSeccomp(profile string) SpecOpt {
+// WithWorkspace bind-mounts the agent's persistent workspace, a directory
+// clawrun keeps under its data directory, read-write at /workspace. It is
+// mounted before the grants, so a grant below /workspace goes over it.
+func WithWorkspace(dir string) SpecOpt {
 	return func(s *specs.Spec) error {
-		p, err := seccomp.Resolve(profile, seccomp.Options{})
+		if !filepath.IsAbs(dir) {
+			return fmt.Errorf("workspace %q: must be an absolute path", dir)
+		}
+		return WithGrant(policy.Grant{Host: dir, Path: policy.WorkspacePath, Mode: policy.ReadWrite})(s)
+	}
+}
+
+// WithSeccomp installs the named seccomp profile.
+func WithSeccomp(profile string) SpecOpt { return WithSeccompOptions(profile, seccomp.Options{}) }
+
+// WithSeccompOptions installs the named seccomp profile in a variant, e.g.
+// with AF_INET/AF_INET6 sockets for an agent with a network grant.
+func WithSeccompOptions(profile string, o seccomp.Options) SpecOpt {
+	return func(s *specs.Spec) error {
+		p, err := seccomp.Resolve(profile, o)
 		if err != nil {
 			return err
 		}
@@ -271,8 +318,12 @@ func linux(s *specs.Spec) *specs.Linux {
 // AgentOpts is the agent's whole policy as spec options, read top to bottom.
 // It is the one place a Plan becomes an OCI spec.
 func AgentOpts(p *policy.Plan, id *Identity, cgroupsPath string) []SpecOpt {
+	root, readonly := p.Rootfs, true
+	if p.WritableRoot != "" {
+		root, readonly = p.WritableRoot, false // the agent's own layer over the base
+	}
 	opts := []SpecOpt{
-		WithRootfs(p.Rootfs, true),
+		WithRootfs(root, readonly),
 		WithProcess(p.Command, p.Env, p.Workdir, id.User),
 		WithHostname(p.Hostname),
 		WithNewNamespaces(),
@@ -283,12 +334,23 @@ func AgentOpts(p *policy.Plan, id *Identity, cgroupsPath string) []SpecOpt {
 		WithSystemMounts(),
 		WithTmpfs("/tmp", p.TmpSize),
 	}
+	if p.Workspace {
+		opts = append(opts, WithWorkspace(p.WorkspaceDir))
+	}
 	for _, g := range p.Grants {
 		opts = append(opts, WithGrant(g))
 	}
+	switch p.Network {
+	case policy.NetworkEgress:
+		// Still only loopback: the sockets reach the proxy's listeners
+		// inside the container's network namespace (egress.go).
+		opts = append(opts, WithEnv(EgressEnv(p)...))
+	case policy.NetworkHost:
+		opts = append(opts, WithHostNetwork())
+	}
 	opts = append(opts,
 		WithMaskedPaths(MaskedPaths, ReadonlyPaths),
-		WithSeccomp(p.Seccomp),
+		WithSeccompOptions(p.Seccomp, seccomp.Options{Network: p.Network != policy.NetworkNone}),
 	)
 	// Limits go to the container's cgroup; without one (rootless here) a
 	// strict plan never gets this far, and a best-effort one is

@@ -1,17 +1,17 @@
 package slack
 
 import (
-	"bufio"
 	"errors"
 	"fmt"
 	"log/slog"
 	"net/url"
 	"os"
 	"strings"
-	"syscall"
 	"time"
 
 	goslack "github.com/slack-go/slack"
+
+	"github.com/clawrun/clawrun/internal/secretfile"
 )
 
 // Environment variables read by ConfigFromEnv.
@@ -134,49 +134,7 @@ func parsePostInterval(v string) (time.Duration, error) {
 }
 
 func readSecretsFile(path string) (map[string]string, error) {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil, fmt.Errorf("secrets file: %w", err)
-	}
-	defer f.Close()
-	// Stat the open file, not the path, so the file checked is the file read.
-	fi, err := f.Stat()
-	if err != nil {
-		return nil, fmt.Errorf("secrets file %s: %w", path, err)
-	}
-	if !fi.Mode().IsRegular() {
-		return nil, fmt.Errorf("secrets file %s is not a regular file", path)
-	}
-	if perm := fi.Mode().Perm(); perm&0o077 != 0 {
-		return nil, fmt.Errorf("secrets file %s has mode %04o, so other users can read the Slack tokens in it: run chmod 600 %s", path, perm, path)
-	}
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok && int(st.Uid) != os.Getuid() {
-		return nil, fmt.Errorf("secrets file %s is owned by uid %d, not by you (uid %d): a file someone else controls cannot supply your tokens; chown it or use your own copy", path, st.Uid, os.Getuid())
-	}
-	vals := map[string]string{}
-	sc := bufio.NewScanner(f)
-	for n := 1; sc.Scan(); n++ {
-		line := strings.TrimSpace(sc.Text())
-		if line == "" || strings.HasPrefix(line, "#") {
-			continue
-		}
-		line = strings.TrimPrefix(line, "export ")
-		k, v, ok := strings.Cut(line, "=")
-		k = strings.TrimSpace(k)
-		if !ok || k == "" || strings.ContainsAny(k, " \t") {
-			// The line itself is not quoted: it may hold a token.
-			return nil, fmt.Errorf("secrets file %s line %d: expected KEY=VALUE (e.g. %s=xoxb-…)", path, n, EnvBotToken)
-		}
-		v = strings.TrimSpace(v)
-		if len(v) >= 2 && (v[0] == '"' || v[0] == '\'') && v[len(v)-1] == v[0] {
-			v = v[1 : len(v)-1]
-		}
-		vals[k] = v
-	}
-	if err := sc.Err(); err != nil {
-		return nil, fmt.Errorf("secrets file %s: %w", path, err)
-	}
-	return vals, nil
+	return secretfile.Read(path, EnvBotToken+"=xoxb-…")
 }
 
 // validate reports what is missing for the chosen mode, naming the variable

@@ -102,7 +102,7 @@ file (clawrun.yaml). No daemon and no sudo are needed.`,
 		newRunCmd(g), newExecCmd(g), newPsCmd(g), newLogsCmd(g), newStopCmd(g),
 		newKillCmd(g), newRmCmd(g), newSpecCmd(g), newBundleCmd(g), newInspectCmd(g),
 		newDemoCmd(g), newVersionCmd(), newPolicyCmd(g), newDoctorCmd(g), newStatsCmd(g),
-		newServeCmd(g), newSlackCmd(g), newSeccompCmd(), newImageCmd(g),
+		newServeCmd(g), newSlackCmd(g), newSeccompCmd(), newImageCmd(g), newWorkspaceCmd(g),
 	)
 	return root
 }

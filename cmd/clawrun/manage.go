@@ -63,15 +63,23 @@ func newPsCmd(g *globals) *cobra.Command {
 }
 
 func newLogsCmd(g *globals) *cobra.Command {
-	var follow bool
+	var follow, net, asJSON bool
 	cmd := &cobra.Command{
-		Use:   "logs [-f] NAME",
-		Short: "Print a detached agent's stdout and stderr",
-		Args:  cobra.ExactArgs(1),
+		Use:   "logs [-f] NAME\n  clawrun logs --net [--json] NAME",
+		Short: "Print a detached agent's stdout and stderr, or an agent's connection log",
+		Long: `Print a detached agent's stdout and stderr.
+
+With --net, print the egress connection log of the container NAME (or, for
+'clawrun serve', of the agent NAME): one line per allowed or refused
+connection or request, with the names of injected secrets, never values.`,
+		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := g.runtime()
 			if err != nil {
 				return err
+			}
+			if net {
+				return printNetLog(cmd.OutOrStdout(), rt, args[0], asJSON)
 			}
 			in, err := rt.Get(args[0])
 			if err != nil {
@@ -96,6 +104,8 @@ func newLogsCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().BoolVarP(&follow, "follow", "f", false, "keep printing new output until the container stops")
+	cmd.Flags().BoolVar(&net, "net", false, "print the egress connection log instead")
+	cmd.Flags().BoolVar(&asJSON, "json", false, "with --net: print the log's JSON lines as they are")
 	return cmd
 }
 

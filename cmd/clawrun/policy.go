@@ -20,6 +20,9 @@ func policyOptions(g *globals) []policy.Option {
 	if exe, err := os.Executable(); err == nil {
 		opts = append(opts, policy.WithExecutable(exe))
 	}
+	if g.data != "" {
+		opts = append(opts, policy.WithDataDir(g.data))
+	}
 	for _, d := range []string{g.root, g.data} {
 		if d == "" {
 			continue
@@ -140,7 +143,10 @@ func printSummary(w io.Writer, path string, f *policy.File) {
 		}
 		fmt.Fprintf(w, "    capabilities  %s\n", caps)
 		fmt.Fprintf(w, "    seccomp       %s\n", p.Seccomp)
-		fmt.Fprintf(w, "    network       %s\n", p.Network)
+		fmt.Fprintf(w, "    network       %s\n", p.NetworkDescription())
+		for _, sec := range p.Secrets {
+			fmt.Fprintf(w, "    secret        %s\n", sec.Describe())
+		}
 		if r := p.Slack; r != nil {
 			fmt.Fprintf(w, "    slack         %s\n", strings.Join(r.Describe(), "; "))
 		}

@@ -25,6 +25,7 @@ type runFlags struct {
 	env     []string
 	workdir string
 	user    string
+	secrets string
 }
 
 func newRunCmd(g *globals) *cobra.Command {
@@ -63,6 +64,7 @@ behind when it exits.`,
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "ad-hoc: environment variable KEY=VALUE")
 	fl.StringVarP(&f.workdir, "workdir", "w", "", "ad-hoc: working directory inside (default /)")
 	fl.StringVarP(&f.user, "user", "u", "", "ad-hoc: uid[:gid] inside (needs subordinate ids unless 0)")
+	fl.StringVar(&f.secrets, "secrets", "", "file with the agent's secrets as KEY=VALUE lines (mode 0600); the environment overrides it")
 	return cmd
 }
 
@@ -140,6 +142,14 @@ func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {
 			remove = !f.detach
 		}
 	}
+	secrets, err := secretValues(f.secrets, p)
+	if err != nil {
+		return &exitError{exitRunFailure, err}
+	}
+	hosts, err := egressHosts()
+	if err != nil {
+		return &exitError{exitRunFailure, err}
+	}
 	rt, err := g.runtime()
 	if err != nil {
 		return &exitError{exitRunFailure, err}
@@ -147,6 +157,7 @@ func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {
 	code, err := rt.Run(p, runtime.RunOptions{
 		Name: name, Detach: f.detach, Remove: remove,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr,
+		Secrets: secrets, EgressHosts: hosts,
 	})
 	if err != nil {
 		if errors.Is(err, rootfs.ErrCommandNotFound) {

@@ -37,7 +37,7 @@ AGENTs named. Each agent runs in its own container, started once and restarted
 with backoff if it exits; messages reach it as JSON lines on stdin and its
 replies are posted in the message's thread (docs/protocol.md, docs/gateway.md).
 
-Every message is stored under --data (gateway.db) before Slack is told it was
+Every message is stored under --data (gateway.db and its log gateway.db-wal) before Slack is told it was
 received, and removed only after its reply was posted: a crash or kill -9 of
 serve loses nothing, and a restart delivers what was pending again. Agent
 stderr goes to DATA/logs/AGENT.log.
@@ -52,7 +52,10 @@ KEY=VALUE lines (mode 0600) that the environment overrides:
   CLAWRUN_SLACK_POST_INTERVAL  pace of posts into one channel after a burst
                         of 3 (default 1s; off for none, e.g. for benchmarks
                         against a fake Slack)
-Tokens never reach an agent's container.
+Tokens never reach an agent's container. The same file (or the environment)
+also holds the values of the agents' secrets (secrets: in the agent file);
+an agent's egress proxy injects them, and its connection log goes to
+DATA/logs/AGENT.net.log ('clawrun logs --net AGENT').
 
 serve runs until SIGINT or SIGTERM, then gives each agent end of input and a
 few seconds to finish its message before stopping it. Progress goes to stderr.`,
@@ -64,7 +67,7 @@ few seconds to finish its message before stopping it. Progress goes to stderr.`,
 		},
 	}
 	cmd.Flags().StringVar(&f.listen, "listen", "", "receive the Events API over HTTP on ADDR (e.g. :3000) instead of Socket Mode")
-	cmd.Flags().StringVar(&f.secrets, "secrets", "", "file with SLACK_* tokens as KEY=VALUE lines (mode 0600)")
+	cmd.Flags().StringVar(&f.secrets, "secrets", "", "file with SLACK_* tokens and the agents' secrets as KEY=VALUE lines (mode 0600)")
 	cmd.Flags().BoolVar(&f.debug, "debug", false, "log every message routed and answered")
 	return cmd
 }
@@ -98,6 +101,14 @@ func runServe(g *globals, f serveFlags, names []string) error {
 	if err != nil {
 		return err
 	}
+	secrets, err := secretValues(f.secrets, plans...)
+	if err != nil {
+		return err
+	}
+	hosts, err := egressHosts()
+	if err != nil {
+		return err
+	}
 	if cfg.APIURL == "" {
 		cfg.APIURL = file.SlackAPIURL
 	}
@@ -128,6 +139,7 @@ func runServe(g *globals, f serveFlags, names []string) error {
 	}
 	defer store.Close()
 	runner := gateway.NewRuntimeRunner(rt)
+	runner.Secrets, runner.EgressHosts = secrets, hosts
 	agentNames := make([]string, len(plans))
 	for i, p := range plans {
 		agentNames[i] = p.Name
