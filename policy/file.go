@@ -124,7 +124,7 @@ type rwGrant struct {
 var (
 	topFields   = []string{"version", "agents", "slack"}
 	agentFields = []string{"rootfs", "command", "image", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack", "workspace", "writable_rootfs", "secrets"}
-	grantFields = []string{"host", "path", "mode"}
+	grantFields = []string{"host", "path", "mode", "noexec"}
 	limitFields = []string{"memory", "cpus", "pids", "enforce"}
 )
 
@@ -496,6 +496,7 @@ func (l *loader) grants(v *yaml.Node, path string) []Grant {
 		}
 		before := l.c.n()
 		g := Grant{Mode: ReadOnly}
+		l.boolField(m, ip, "noexec", &g.NoExec)
 		hn, pn, mn := m.get("host"), m.get("path"), m.get("mode")
 		lineOf := map[string]int{"": m.line, "host": m.line, "path": m.line, "mode": m.line}
 		report := func(is issue) {

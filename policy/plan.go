@@ -21,6 +21,8 @@ type Grant struct {
 	Host string // absolute, cleaned, symlinks resolved host path
 	Path string // absolute path inside the container
 	Mode Mode
+	// NoExec mounts the grant noexec: nothing under it can be executed.
+	NoExec bool
 }
 
 // User is a uid:gid pair inside the container.

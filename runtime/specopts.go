@@ -205,6 +205,9 @@ func WithTmpfs(dst string, size int64) SpecOpt {
 func WithGrant(g policy.Grant) SpecOpt {
 	return func(s *specs.Spec) error {
 		opts := []string{"rbind", "nosuid", "nodev"}
+		if g.NoExec {
+			opts = append(opts, "noexec")
+		}
 		switch g.Mode {
 		case policy.ReadOnly, "":
 			opts = append(opts, "ro", "rro")

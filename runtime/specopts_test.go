@@ -591,3 +591,20 @@ func TestSpecNoLimitsNoCgroup(t *testing.T) {
 		t.Errorf("resources %s cgroups path %q, want none", resourcesString(s.Linux.Resources), s.Linux.CgroupsPath)
 	}
 }
+
+func TestWithGrantNoExec(t *testing.T) {
+	s := &specs.Spec{}
+	if err := WithGrant(policy.Grant{Host: "/h", Path: "/c", Mode: policy.ReadOnly, NoExec: true})(s); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Contains(s.Mounts[0].Options, "noexec") {
+		t.Fatalf("noexec grant options %v", s.Mounts[0].Options)
+	}
+	s = &specs.Spec{}
+	if err := WithGrant(policy.Grant{Host: "/h", Path: "/c", Mode: policy.ReadWrite})(s); err != nil {
+		t.Fatal(err)
+	}
+	if slices.Contains(s.Mounts[0].Options, "noexec") {
+		t.Fatalf("noexec without asking: %v", s.Mounts[0].Options)
+	}
+}

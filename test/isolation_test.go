@@ -218,3 +218,22 @@ func TestInspect(t *testing.T) {
 		t.Fatalf("expected 13 live checks ok:\n%s", live)
 	}
 }
+
+// A grant marked noexec holds files the agent can read but never run.
+func TestNoExecGrant(t *testing.T) {
+	e := newEnv(t)
+	tools := e.mkdir("tools")
+	if err := os.WriteFile(filepath.Join(tools, "run.sh"), []byte("#!/bin/sh\necho ran\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
+  careful:
+    rootfs: %s
+    command: ["/bin/sh", "-c", "cat /tools/run.sh >/dev/null && echo readable; /tools/run.sh 2>&1; echo rc=$?"]
+    grants: [{host: %s, path: /tools, noexec: true}]
+`, baseRootfs, tools))
+	out := e.ok("run", "careful")
+	if !strings.Contains(out, "readable") || strings.Contains(out, "\nran") || !strings.Contains(out, "Permission denied") {
+		t.Fatalf("noexec grant: %q", out)
+	}
+}
