@@ -87,6 +87,47 @@ type imageRecord struct {
 	Size         int64       `json:"size"`   // bytes of regular files written
 	Devices      int         `json:"devices_skipped,omitempty"`
 	Config       ImageConfig `json:"config"`
+	// Ownership is nil in bases unpacked before it was recorded; they
+	// were unpacked the same way (see Image.Ownership).
+	Ownership *Ownership `json:"ownership,omitempty"`
+}
+
+// OwnedByUnpacker is the one ownership mode of a base today: every file
+// belongs to the host user who unpacked it and the image's uids and gids
+// are not applied (see unpacker). A base is shared by every agent naming
+// the image whatever its user-namespace map, which this mode allows: no
+// container id is assumed when unpacking. A mode that applies the image's
+// ids through a subordinate range would tie the base to one container map
+// (the agent uid kept as the invoking user shifts the ids around it), and
+// would have to be recorded here with the range and the kept id, and
+// checked against the agent's identity before it runs.
+const OwnedByUnpacker = "unpacker"
+
+// Ownership records whose ids the files of a base carry on the host.
+type Ownership struct {
+	Mode string `json:"mode"` // OwnedByUnpacker
+	UID  int    `json:"uid"`  // the host user who unpacked the base
+	GID  int    `json:"gid"`
+}
+
+// String reads like an inspect line.
+func (o Ownership) String() string {
+	return fmt.Sprintf("image uids and gids not applied: every file belongs to host %d:%d, who unpacked the base", o.UID, o.GID)
+}
+
+// Ownership says whose ids the files of the base carry. Bases from before
+// the record read their owner from the root directory, which the unpacker
+// created.
+func (img *Image) Ownership() Ownership {
+	if img.imageRecord.Ownership != nil {
+		return *img.imageRecord.Ownership
+	}
+	o := Ownership{Mode: OwnedByUnpacker, UID: -1, GID: -1}
+	var st unix.Stat_t
+	if err := unix.Lstat(img.Rootfs(), &st); err == nil {
+		o.UID, o.GID = int(st.Uid), int(st.Gid)
+	}
+	return o
 }
 
 // Rootfs is the host path of the unpacked root filesystem.
@@ -273,6 +314,7 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 	rec := imageRecord{
 		ID: id, Manifest: src.manifest, Source: r.String(), Created: cf.Created.Time, Unpacked: time.Now().UTC(),
 		OS: cf.OS, Architecture: cf.Architecture, Size: u.written, Devices: u.skipped,
+		Ownership: &Ownership{Mode: OwnedByUnpacker, UID: os.Geteuid(), GID: os.Getegid()},
 		Config: ImageConfig{
 			Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env,
 			WorkingDir: cf.Config.WorkingDir, User: cf.Config.User,

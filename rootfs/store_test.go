@@ -443,3 +443,48 @@ func TestParseImageRef(t *testing.T) {
 		t.Errorf("Familiar = %q", got)
 	}
 }
+
+// image.json records whose ids the files carry; a base from before the
+// record reads the same from its root directory.
+func TestStoreRecordsOwnership(t *testing.T) {
+	dir := t.TempDir()
+	lp, err := layout.Write(filepath.Join(dir, "layout"), empty.Index)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := lp.AppendImage(testImage(t)); err != nil {
+		t.Fatal(err)
+	}
+	s := newStore(t)
+	img, err := s.Pull(context.Background(), "oci-layout:"+filepath.Join(dir, "layout"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := Ownership{Mode: OwnedByUnpacker, UID: os.Geteuid(), GID: os.Getegid()}
+	if got := img.Ownership(); got != want {
+		t.Errorf("ownership %+v, want %+v", got, want)
+	}
+	b, err := os.ReadFile(filepath.Join(img.Dir, "image.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.Contains(string(b), `"mode": "unpacker"`) {
+		t.Errorf("image.json does not record the ownership mode:\n%s", b)
+	}
+
+	// An older image.json without the field.
+	legacy := strings.Replace(string(b), `"ownership"`, `"x_ownership"`, 1)
+	if err := os.WriteFile(filepath.Join(img.Dir, "image.json"), []byte(legacy), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	old, err := s.Get(img.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := old.Ownership(); got != want {
+		t.Errorf("legacy base: ownership %+v, want %+v (from its rootfs)", got, want)
+	}
+	if got := want.String(); !strings.Contains(got, fmt.Sprintf("host %d:%d", want.UID, want.GID)) || !strings.Contains(got, "not applied") {
+		t.Errorf("String() = %q", got)
+	}
+}

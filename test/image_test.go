@@ -199,6 +199,11 @@ func TestImageAgentRuns(t *testing.T) {
 	}
 	if out := e.ok("inspect", "fromlayout"); !strings.Contains(out, "image") || !strings.Contains(out, want.String()) {
 		t.Errorf("inspect does not name the image:\n%s", out)
+	} else if !strings.Contains(out, "ownership") || !strings.Contains(out, "image uids and gids not applied") || !strings.Contains(out, "every file appears owned by") {
+		t.Errorf("inspect does not say how the base's ownership maps:\n%s", out)
+	}
+	if out := e.ok("inspect", "single"); !strings.Contains(out, "every file appears owned by 0:0, container root") {
+		t.Errorf("inspect of a single-id agent: ownership:\n%s", out)
 	}
 	bundle := filepath.Join(t.TempDir(), "b")
 	e.ok("bundle", "fromlayout", bundle)

@@ -12,6 +12,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
 	"github.com/clawrun/clawrun/policy"
@@ -273,17 +274,59 @@ func humanSize(n int64) string {
 }
 
 // imageLine adds the image an agent runs from to an inspect report, next
-// to its rootfs.
-func imageLine(rep *runtime.Report, p *policy.Plan) {
+// to its rootfs, with how the base's ownership looks inside the container
+// under its identity.
+func imageLine(g *globals, rep *runtime.Report, p *policy.Plan, id *runtime.Identity) {
 	if p == nil || p.Image == "" {
 		return
 	}
-	l := runtime.Line{Kind: "image", Value: fmt.Sprintf("%s (%s, unpacked read-only, shared)", p.Image, p.ImageID)}
+	lines := []runtime.Line{{Kind: "image", Value: fmt.Sprintf("%s (%s, unpacked read-only, shared)", p.Image, p.ImageID)}}
+	if st, err := g.imageStore(); err == nil {
+		if img, err := st.Get(p.ImageID); err == nil && id != nil {
+			lines = append(lines, runtime.Line{Kind: "ownership", Value: ownershipText(img.Ownership(), id)})
+		} else if err != nil {
+			lines = append(lines, runtime.Line{Kind: "ownership", Value: fmt.Sprintf("unknown: %v", err)})
+		}
+	}
 	for i, x := range rep.Lines {
 		if x.Kind == "rootfs" {
-			rep.Lines = append(rep.Lines[:i+1], append([]runtime.Line{l}, rep.Lines[i+1:]...)...)
+			rep.Lines = append(rep.Lines[:i+1], append(lines, rep.Lines[i+1:]...)...)
 			return
 		}
 	}
-	rep.Lines = append([]runtime.Line{l}, rep.Lines...)
+	rep.Lines = append(lines, rep.Lines...)
+}
+
+// ownershipText says whom the files of a base belong to on the host and,
+// through the container's map, inside it.
+func ownershipText(o rootfs.Ownership, id *runtime.Identity) string {
+	uid, okU := toContainer(id.UIDMappings, o.UID)
+	gid, okG := toContainer(id.GIDMappings, o.GID)
+	s := o.String() + "; "
+	switch {
+	case !okU || !okG:
+		s += "that owner is not mapped into this container, so every file appears owned by nobody (65534)"
+	case id.Kind == "single":
+		s += fmt.Sprintf("inside (single-id map) every file appears owned by %d:%d, container root", uid, gid)
+	default:
+		s += fmt.Sprintf("inside (subordinate ids, agent id kept as the host user) every file appears owned by %d:%d", uid, gid)
+		if uid == id.User.UID {
+			s += ", the agent"
+		}
+		s += "; container root and the other ids own nothing"
+	}
+	return s
+}
+
+// toContainer maps a host id back through a container's id map.
+func toContainer(ms []specs.LinuxIDMapping, host int) (uint32, bool) {
+	if host < 0 {
+		return 0, false
+	}
+	for _, m := range ms {
+		if uint32(host) >= m.HostID && uint32(host)-m.HostID < m.Size {
+			return m.ContainerID + uint32(host) - m.HostID, true
+		}
+	}
+	return 0, false
 }

@@ -88,10 +88,10 @@ makes inspect fail.`,
 					return fmt.Errorf("%q is neither a container nor an agent in the agent file: %w", args[0], perr)
 				}
 				rep, err = runtime.Describe(args[0], prep), nil
-				imageLine(rep, prep.Plan)
+				imageLine(g, rep, prep.Plan, prep.Identity)
 			} else if err == nil {
 				if in, gerr := rt.Get(args[0]); gerr == nil && in.Meta != nil {
-					imageLine(rep, in.Meta.Plan)
+					imageLine(g, rep, in.Meta.Plan, in.Meta.Identity)
 				}
 			}
 			if err != nil {
