@@ -3,6 +3,7 @@ package runtime
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -14,6 +15,7 @@ import (
 	"strings"
 	"sync"
 
+	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"golang.org/x/sys/unix"
 
 	"github.com/clawrun/clawrun/egress"
@@ -55,7 +57,55 @@ func EgressEnv(p *policy.Plan) []string {
 			env = append(env, egressSecret(s).Env(ports[s.Name])...)
 		}
 	}
+	if len(interceptHosts(p)) > 0 {
+		for _, k := range egressCAEnv {
+			env = append(env, k+"="+EgressCAPath)
+		}
+	}
 	return env
+}
+
+// EgressCAPath is where an agent with interception-mode secrets finds the
+// trust bundle: the image's own CA bundle (if it has one) followed by the
+// agent's clawrun CA. It lives in the container's /tmp tmpfs, written
+// through the container's root after setup and before the agent runs
+// (writeCABundle), because a mount point of its own (say a tmpfs on
+// /run/clawrun) would have to be created in the rootfs, which is shared and
+// read-only. The cost: the agent can read the file (it is a certificate,
+// public anyway) and, when it runs as the user owning it, replace it, which
+// only changes whom the agent itself trusts.
+const EgressCAPath = "/tmp/clawrun-egress-ca.pem"
+
+// egressCAEnv are the variables common TLS stacks read a trust bundle from:
+// OpenSSL and Go (SSL_CERT_FILE), Python requests, curl, git, Node. All but
+// Node's replace the default roots, hence the image's bundle in the file.
+var egressCAEnv = []string{"SSL_CERT_FILE", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE", "GIT_SSL_CAINFO", "NODE_EXTRA_CA_CERTS"}
+
+// systemCABundles are where images keep their CA bundle (Debian, Alpine,
+// Fedora); the first present is copied into the container's bundle, so
+// hosts reached through plain CONNECT tunnels stay trusted.
+var systemCABundles = []string{"etc/ssl/certs/ca-certificates.crt", "etc/ssl/cert.pem", "etc/pki/tls/certs/ca-bundle.crt"}
+
+// interceptHosts are the host names of the plan's interception-mode
+// secrets: the names its clawrun CA is constrained to.
+func interceptHosts(p *policy.Plan) []string {
+	var hosts []string
+	for _, s := range p.Secrets {
+		if s.Proxied() && s.BaseURLEnv == "" {
+			h, _, err := net.SplitHostPort(s.Host)
+			if err != nil {
+				h = s.Host
+			}
+			hosts = append(hosts, h)
+		}
+	}
+	return hosts
+}
+
+// EgressCADir is where the clawrun CA of an agent with interception-mode
+// secrets is kept (mode 0700, the key 0600); it never enters a container.
+func (r *Runtime) EgressCADir(agent string) string {
+	return filepath.Join(r.DataDir, "egress", agent, "ca")
 }
 
 // baseURLPorts assigns the in-container port of each base-URL secret.
@@ -73,17 +123,6 @@ func baseURLPorts(p *policy.Plan) map[string]int {
 
 func egressSecret(s policy.Secret) egress.Secret {
 	return egress.Secret{Name: s.Name, Host: s.Host, Header: s.Header, BaseURLEnv: s.BaseURLEnv}
-}
-
-// checkEgress refuses what the runtime cannot wire yet, before anything
-// exists.
-func checkEgress(p *policy.Plan) error {
-	for _, s := range p.Secrets {
-		if s.Proxied() && s.BaseURLEnv == "" {
-			return fmt.Errorf("agent %s: secret %s uses interception mode (no base_url_env), which clawrun does not wire into containers yet: set base_url_env (docs/egress.md#base-url-mode-baseurlenv-set)", p.Name, s.Name)
-		}
-	}
-	return nil
 }
 
 // MissingSecrets names the plan's secrets that have no value in values.
@@ -150,15 +189,25 @@ func (e *egressRun) Close() {
 
 // startEgress starts the proxy of the container whose init is pid, with its
 // listeners inside that init's network namespace.
-func (r *Runtime) startEgress(p *policy.Plan, o RunOptions, pid int, logPath string) (*egressRun, error) {
+func (r *Runtime) startEgress(p *policy.Plan, o RunOptions, pid int, spec *specs.Spec, logPath string) (*egressRun, error) {
 	if p.Network != policy.NetworkEgress {
 		return nil, nil
+	}
+	var ca *egress.CA
+	if hosts := interceptHosts(p); len(hosts) > 0 {
+		var err error
+		if ca, err = egress.LoadOrCreateCA(r.EgressCADir(p.Name), hosts); err != nil {
+			return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+		}
+		if err := writeCABundle(pid, spec, ca.CertPEM()); err != nil {
+			return nil, fmt.Errorf("agent %s: trust bundle for interception mode: %w", p.Name, err)
+		}
 	}
 	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: connection log: %w", p.Name, err)
 	}
-	cfg := egress.Config{Agent: p.Name, Egress: p.Egress, Values: map[string]string{}, Log: logFile}
+	cfg := egress.Config{Agent: p.Name, Egress: p.Egress, Values: map[string]string{}, Log: logFile, CA: ca}
 	for _, s := range p.Secrets {
 		if s.Proxied() {
 			cfg.Secrets = append(cfg.Secrets, egressSecret(s))
@@ -235,6 +284,108 @@ func listenInNetns(pid int, addrs []string) ([]net.Listener, error) {
 	}()
 	res := <-ch
 	return res.ls, res.err
+}
+
+// writeCABundle writes EgressCAPath into the container whose init is pid
+// (set up, parked before exec): the image's CA bundle, if any, then caPEM.
+// Both are reached through the container's root (RESOLVE_IN_ROOT), so no
+// link in the image leads outside it. The file is created with the file
+// system ids of the container's root user: a tmpfs mounted in the
+// container's user namespace refuses files owned by ids it cannot map, and
+// in the sticky /tmp another user (the agent, unless it is that root)
+// cannot remove or replace it.
+func writeCABundle(pid int, spec *specs.Spec, caPEM []byte) error {
+	root, err := os.OpenFile(fmt.Sprintf("/proc/%d/root", pid), unix.O_PATH|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return fmt.Errorf("open the container's root: %w", err)
+	}
+	defer root.Close()
+	var bundle []byte
+	for _, name := range systemCABundles {
+		b, err := readInRoot(root, name, 16<<20)
+		if err == nil {
+			bundle = append(b, '\n')
+			break
+		}
+		if !errors.Is(err, unix.ENOENT) {
+			return fmt.Errorf("read the image's /%s: %w", name, err)
+		}
+	}
+	bundle = append(bundle, caPEM...)
+	dir := strings.TrimPrefix(filepath.Dir(EgressCAPath), "/")
+	tmp, err := unix.Openat2(int(root.Fd()), dir, &unix.OpenHow{
+		Flags:   unix.O_PATH | unix.O_DIRECTORY | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return fmt.Errorf("open /%s in the container: %w", dir, err)
+	}
+	defer unix.Close(tmp)
+	uid, gid := hostIDOfRoot(spec.Linux.UIDMappings), hostIDOfRoot(spec.Linux.GIDMappings)
+	ch := make(chan error, 1)
+	go func() {
+		// setfsuid applies to this thread only; it is never unlocked, so
+		// the Go runtime discards it rather than reuse its ids.
+		goruntime.LockOSThread()
+		ch <- func() error {
+			if gid >= 0 {
+				if err := unix.Setfsgid(gid); err != nil {
+					return fmt.Errorf("setfsgid %d: %w", gid, err)
+				}
+			}
+			if uid >= 0 {
+				if err := unix.Setfsuid(uid); err != nil {
+					return fmt.Errorf("setfsuid %d: %w", uid, err)
+				}
+			}
+			fd, err := unix.Openat(tmp, filepath.Base(EgressCAPath), unix.O_CREAT|unix.O_EXCL|unix.O_WRONLY|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o644)
+			if err != nil {
+				return fmt.Errorf("create %s in the container: %w", EgressCAPath, err)
+			}
+			f := os.NewFile(uintptr(fd), EgressCAPath)
+			defer f.Close()
+			if err := f.Chmod(0o644); err != nil {
+				return fmt.Errorf("%s: %w", EgressCAPath, err)
+			}
+			if _, err := f.Write(bundle); err != nil {
+				return fmt.Errorf("write %s in the container: %w", EgressCAPath, err)
+			}
+			return nil
+		}()
+	}()
+	return <-ch
+}
+
+// hostIDOfRoot is the id container id 0 maps to, or -1 when unmapped.
+func hostIDOfRoot(m []specs.LinuxIDMapping) int {
+	for _, e := range m {
+		if e.ContainerID == 0 && e.Size > 0 {
+			return int(e.HostID)
+		}
+	}
+	return -1
+}
+
+// readInRoot reads the regular file name (relative to root), at most max
+// bytes, without leaving root.
+func readInRoot(root *os.File, name string, max int64) ([]byte, error) {
+	fd, err := unix.Openat2(int(root.Fd()), name, &unix.OpenHow{
+		Flags:   unix.O_RDONLY | unix.O_NONBLOCK | unix.O_CLOEXEC,
+		Resolve: unix.RESOLVE_IN_ROOT | unix.RESOLVE_NO_MAGICLINKS,
+	})
+	if err != nil {
+		return nil, err
+	}
+	f := os.NewFile(uintptr(fd), name)
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, err
+	}
+	if !fi.Mode().IsRegular() || fi.Size() > max {
+		return nil, fmt.Errorf("not a regular file of at most %d bytes", max)
+	}
+	return io.ReadAll(io.LimitReader(f, max))
 }
 
 // hostsResolver answers the names it maps and looks up every other name in

@@ -123,12 +123,46 @@ func TestPlanSecrets(t *testing.T) {
 	if env := exposedEnv(p, got); !reflect.DeepEqual(env, []string{"GITHUB_TOKEN=g"}) {
 		t.Errorf("exposedEnv = %q", env)
 	}
-	if err := checkEgress(p); err != nil {
-		t.Errorf("checkEgress: %v", err)
+}
+
+// Interception-mode secrets give the agent the trust-bundle variables and
+// name its CA's hosts (without ports); base-URL secrets do neither.
+func TestEgressInterceptEnv(t *testing.T) {
+	p := egressPlan()
+	if h := interceptHosts(p); len(h) != 0 {
+		t.Errorf("interceptHosts without interception secrets = %q", h)
 	}
-	p.Secrets = append(p.Secrets, policy.Secret{Name: "GH", Host: "api.github.com:443", Expose: policy.ExposeProxy})
-	if err := checkEgress(p); err == nil || !strings.Contains(err.Error(), "GH uses interception mode") {
-		t.Errorf("checkEgress with an interception secret: %v", err)
+	for _, e := range EgressEnv(p) {
+		if strings.HasPrefix(e, "SSL_CERT_FILE=") {
+			t.Errorf("EgressEnv sets %s without an interception secret", e)
+		}
+	}
+	p.Secrets = append(p.Secrets,
+		policy.Secret{Name: "GH", Host: "api.github.com:443", Expose: policy.ExposeProxy},
+		policy.Secret{Name: "GL", Host: "gitlab.example", Expose: policy.ExposeProxy})
+	if h := interceptHosts(p); !reflect.DeepEqual(h, []string{"api.github.com", "gitlab.example"}) {
+		t.Errorf("interceptHosts = %q", h)
+	}
+	env := EgressEnv(p)
+	for _, k := range egressCAEnv {
+		if !slices.Contains(env, k+"="+EgressCAPath) {
+			t.Errorf("EgressEnv lacks %s=%s", k, EgressCAPath)
+		}
+	}
+}
+
+func TestHostIDOfRoot(t *testing.T) {
+	for _, c := range []struct {
+		m    []specs.LinuxIDMapping
+		want int
+	}{
+		{nil, -1},
+		{[]specs.LinuxIDMapping{{ContainerID: 0, HostID: 100000, Size: 1000}, {ContainerID: 1000, HostID: 1000, Size: 1}}, 100000},
+		{[]specs.LinuxIDMapping{{ContainerID: 1000, HostID: 1000, Size: 1}}, -1},
+	} {
+		if got := hostIDOfRoot(c.m); got != c.want {
+			t.Errorf("hostIDOfRoot(%v) = %d, want %d", c.m, got, c.want)
+		}
 	}
 }
 

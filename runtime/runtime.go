@@ -135,9 +135,6 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 	if err := checkWorkdir(p); err != nil {
 		return nil, err
 	}
-	if err := checkEgress(p); err != nil {
-		return nil, err
-	}
 	cg := ""
 	if !r.Host.Rootless() {
 		cg = "/clawrun/" + name
@@ -411,7 +408,7 @@ func (r *Runtime) launch(prep *Prepared, o RunOptions, rootless bool) (*launched
 	}
 	// The proxy listens before the agent runs, so its first connection
 	// finds it.
-	eg, err := r.startEgress(p, o, pid, meta.NetLog)
+	eg, err := r.startEgress(p, o, pid, prep.Spec, meta.NetLog)
 	if err != nil {
 		_ = proc.Signal(unix.SIGKILL)
 		_, _ = proc.Wait()

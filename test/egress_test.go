@@ -3,6 +3,7 @@ package test
 import (
 	"bytes"
 	"crypto/rand"
+	_ "embed"
 	"encoding/hex"
 	"encoding/pem"
 	"fmt"
@@ -12,10 +13,13 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	goruntime "runtime"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/rootfs"
 )
 
 // egressFixture is an agent with an egress grant and a base-URL secret,
@@ -295,5 +299,153 @@ func TestEgressDetached(t *testing.T) {
 	netlog := f.run("logs", "--net", "egress-d")
 	if !strings.Contains(netlog.stdout, "ALLOW http GET allowed.example") {
 		t.Errorf("logs --net:\n%s", netlog)
+	}
+}
+
+//go:embed tlsclient/main.go
+var tlsClientSource []byte
+
+var (
+	tlsClientBin string // the built HTTPS client, for /tlsclient in a rootfs
+	tlsClientErr error  // why it could not be built
+)
+
+// buildTLSClient builds test/tlsclient into dir, static (CGO_ENABLED=0) so
+// it runs in a busybox rootfs. The suite runs as a copied binary with no
+// source tree, hence the embedded source; go is found in PATH, else in the
+// GOROOT this test binary was built with.
+func buildTLSClient(dir string) (string, error) {
+	src := filepath.Join(dir, "tlsclient.go")
+	if err := os.WriteFile(src, tlsClientSource, 0o644); err != nil {
+		return "", fmt.Errorf("tls client: %w", err)
+	}
+	gobin, err := exec.LookPath("go")
+	if err != nil {
+		gobin = filepath.Join(goruntime.GOROOT(), "bin", "go")
+	}
+	bin := filepath.Join(dir, "tlsclient")
+	c := exec.Command(gobin, "build", "-trimpath", "-o", bin, src)
+	c.Dir = dir
+	c.Env = append(os.Environ(), "CGO_ENABLED=0", "GOTOOLCHAIN=local", "GOFLAGS=", "GO111MODULE=on")
+	if os.Getenv("HOME") == "" && os.Getenv("GOCACHE") == "" {
+		c.Env = append(c.Env, "GOCACHE="+filepath.Join(dir, "gocache"))
+	}
+	if out, err := c.CombinedOutput(); err != nil {
+		return "", fmt.Errorf("building the HTTPS test client with %s (CGO_ENABLED=0): %v\n%s", gobin, err, out)
+	}
+	return bin, nil
+}
+
+// Interception mode: a secret without base_url_env. The agent speaks TLS to
+// the secret's host by name through HTTPS_PROXY; the proxy terminates it
+// with a certificate of the agent's clawrun CA (trusted through
+// SSL_CERT_FILE, written into the container's /tmp) and injects the header.
+// A non-intercepted TLS host reached through a plain CONNECT tunnel stays
+// trusted through the image's own bundle, which the container's bundle
+// includes. The secret's value is nowhere inside.
+func TestEgressInterception(t *testing.T) {
+	if tlsClientErr != nil {
+		t.Fatal(tlsClientErr)
+	}
+	f := newEgressFixture(t)
+	var plainKeys []string
+	other := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		f.mu.Lock()
+		plainKeys = append(plainKeys, r.Header.Get("X-Api-Key"))
+		f.mu.Unlock()
+		fmt.Fprint(w, "tunnelled-tls")
+	}))
+	t.Cleanup(other.Close)
+	// The image's own bundle trusts the test servers' certificate (the
+	// same for both, valid for example.com).
+	rootDir := filepath.Join(t.TempDir(), "rootfs")
+	if err := os.Chmod(filepath.Dir(rootDir), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := rootfs.BuildBusybox(rootDir, "/bin/busybox", map[string]string{
+		"/tlsclient":                         tlsClientBin,
+		"/etc/ssl/certs/ca-certificates.crt": filepath.Join(f.e.dir, "upstream-ca.pem"),
+	}); err != nil {
+		t.Fatal(err)
+	}
+	p1, p2 := f.port(f.tlsSrv), f.port(other)
+	f.e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
+  net:
+    rootfs: %s
+    command: ["/bin/true"]
+    network:
+      egress: ["example.com:%d", "example.com:%d"]
+    secrets:
+      - {name: API_KEY, host: "example.com:%d", header: x-api-key}
+`, rootDir, p1, p2, p1))
+	script := fmt.Sprintf(`
+echo "ssl=$SSL_CERT_FILE node=$NODE_EXTRA_CA_CERTS curl=$CURL_CA_BUNDLE key=$API_KEY"
+echo "certs=$(grep -c 'BEGIN CERTIFICATE' $SSL_CERT_FILE)"
+echo "intercepted: $(/tlsclient https://example.com:%d/v1/messages)"
+echo "tunnel: $(/tlsclient https://example.com:%d/plain)"
+echo "owner=$(stat -c %%u $SSL_CERT_FILE) me=$(id -u) mode=$(stat -c %%a $SSL_CERT_FILE)"
+rm -f $SSL_CERT_FILE 2>/dev/null; echo "rm=$?"
+sleep 30 &
+for p in /proc/[0-9]*; do cat $p/environ $p/cmdline 2>/dev/null; echo; done
+cd / && tar -cf - $(for d in /*; do case $d in /proc|/sys|/dev) ;; *) echo ${d#/};; esac; done) dev/shm 2>/dev/null
+kill %%1
+`, p1, p2)
+	r := f.run("run", "--name", "intercept", "net", "--", "/bin/sh", "-c", script)
+	if r.code != 0 {
+		t.Fatalf("run: exit %d, stderr %s", r.code, r.stderr)
+	}
+	head, _, _ := strings.Cut(r.stdout, "\nrm=")
+	t.Logf("inside:\n%s", head)
+	for _, want := range []string{
+		"ssl=/tmp/clawrun-egress-ca.pem node=/tmp/clawrun-egress-ca.pem curl=/tmp/clawrun-egress-ca.pem key=clawrun-placeholder-API_KEY",
+		"certs=2", // the image's bundle and the clawrun CA
+		"intercepted: upstream saw GET /v1/messages",
+		"tunnel: tunnelled-tls",
+		"owner=0 ", "mode=644",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("output lacks %q:\n%.2000s", want, r.stdout)
+		}
+	}
+	// Owned by the container's root in the sticky /tmp: an agent running as
+	// another user (the default with subordinate ids) cannot remove or
+	// replace it.
+	if !strings.Contains(r.stdout, "owner=0 me=0 ") && !strings.Contains(r.stdout, "rm=1") {
+		t.Errorf("a non-root agent removed the trust bundle:\n%s", head)
+	}
+	if !strings.Contains(r.stdout, "API_KEY=clawrun-placeholder-API_KEY") {
+		t.Errorf("no process environment holds the placeholder: dump did not cover /proc/*/environ")
+	}
+	if strings.Contains(r.stdout+r.stderr, f.secret) {
+		t.Error("the secret's value is inside the container")
+	}
+	f.mu.Lock()
+	keys, pkeys := append([]string(nil), f.gotKeys...), append([]string(nil), plainKeys...)
+	f.mu.Unlock()
+	if len(keys) != 1 || keys[0] != f.secret {
+		t.Errorf("x-api-key headers at the secret's host = %q, want the secret once", keys)
+	}
+	if len(pkeys) != 1 || pkeys[0] != "" {
+		t.Errorf("x-api-key headers at the tunnelled host = %q, want one request without it", pkeys)
+	}
+	// The CA stays in clawrun's data directory, its key private.
+	caDir := filepath.Join(f.e.data, "egress", "net", "ca")
+	for name, want := range map[string]os.FileMode{caDir: 0o700, filepath.Join(caDir, "ca-key.pem"): 0o600} {
+		if fi, err := os.Stat(name); err != nil || fi.Mode().Perm() != want {
+			t.Errorf("%s: %v, want mode %04o", name, err, want)
+		}
+	}
+	key, err := os.ReadFile(filepath.Join(caDir, "ca-key.pem"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if bytes.Contains([]byte(r.stdout), key) {
+		t.Error("the CA key is inside the container")
+	}
+	netlog := f.run("logs", "--net", "intercept")
+	for _, want := range []string{fmt.Sprintf("intercept CONNECT example.com:%d", p1), "secrets=API_KEY", fmt.Sprintf("connect CONNECT example.com:%d", p2)} {
+		if !strings.Contains(netlog.stdout, want) {
+			t.Errorf("logs --net lacks %q:\n%s", want, netlog.stdout)
+		}
 	}
 }

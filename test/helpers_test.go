@@ -56,6 +56,8 @@ func testMain(m *testing.M) int {
 	if proberBin, proberErr = buildProber(dir); proberErr == nil {
 		extra["/prober"] = proberBin
 	}
+	// The interception test's HTTPS client; if it cannot be built, only that test fails.
+	tlsClientBin, tlsClientErr = buildTLSClient(dir)
 	if err := rootfs.BuildBusybox(baseRootfs, "/bin/busybox", extra); err != nil {
 		fmt.Fprintln(os.Stderr, "integration: build rootfs:", err)
 		return 1
