@@ -67,12 +67,17 @@ func (r *Runtime) Exec(name string, o ExecOptions) (int, error) {
 	signal.Notify(sigs, forwardedSignals...)
 	defer signal.Stop(sigs)
 	if err := c.Run(proc); err != nil {
-		return execStartError(o.Args[0], err)
+		return execStartError(c, name, o.Args[0], err)
 	}
 	return waitForwarding(proc, sigs)
 }
 
-func execStartError(cmd string, err error) (int, error) {
+func execStartError(c *libcontainer.Container, name, cmd string, err error) (int, error) {
+	// The agent may have exited between the running check and the exec:
+	// say so rather than show libcontainer's setns failure.
+	if !running(c) {
+		return -1, fmt.Errorf("container %s: %w (its agent exited; see 'clawrun ps' and 'clawrun logs %s')", name, ErrNotRunning, name)
+	}
 	if errors.Is(err, os.ErrNotExist) || containsAny(err.Error(), "executable file not found", "no such file or directory") {
 		return ExitCommandNotFound, fmt.Errorf("exec: command %q not found in the container: %w", cmd, err)
 	}
@@ -100,7 +105,7 @@ func execTTY(c *libcontainer.Container, proc *libcontainer.Process, o ExecOption
 	defer signal.Stop(sigs)
 	if err := c.Run(proc); err != nil {
 		child.Close()
-		return execStartError(proc.Args[0], err)
+		return execStartError(c, c.ID(), proc.Args[0], err)
 	}
 	child.Close()
 	master, err := utils.RecvFile(parent)
