@@ -7,7 +7,7 @@ TEST_USER ?= clawrun-test
 BIN       := bin
 export CGO_ENABLED := 1
 
-.PHONY: all build deps test test-unit test-integration test-provision demo bench lint clean
+.PHONY: all build deps test test-unit test-integration test-provision test-cgroupv2 demo bench lint clean
 
 all: build
 
@@ -39,6 +39,11 @@ test-integration: build
 test-provision:
 	@sh scripts/test-provision.sh "$(TEST_USER)"
 
+# Limits on cgroup v2, root and rootless with delegation, in a qemu VM (this
+# machine's cgroup v1 hierarchy is left alone). Not part of `test`.
+test-cgroupv2: build
+	@sh scripts/test-cgroupv2.sh
+
 demo: build
 	@sh scripts/demo.sh "$(TEST_USER)"
 
@@ -46,4 +51,4 @@ bench: build
 	@sh scripts/bench.sh
 
 clean:
-	rm -rf $(BIN) .bench
+	rm -rf $(BIN) .bench .cgroupv2

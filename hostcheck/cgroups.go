@@ -1,8 +1,10 @@
 package hostcheck
 
 import (
+	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"strings"
 
@@ -21,7 +23,8 @@ const delegationFix = "as root: mkdir -p /etc/systemd/system/user@.service.d && 
 // Cgroups reports the cgroup version and which controllers clawrun can use
 // for this user, and derives the limits the host enforces: as root all
 // present controllers; rootless on v1 none (a user cannot own a v1 cgroup);
-// rootless on v2 those delegated to the user's own subtree.
+// rootless on v2 those delegated to the user's own subtree, where clawrun
+// places rootless agents.
 func Cgroups(h *Host) (Result, Limits) {
 	r := Result{Check: "cgroups"}
 	var lim Limits
@@ -77,17 +80,37 @@ func Cgroups(h *Host) (Result, Limits) {
 	return r, lim
 }
 
-// rootlessV2 finds the subtree delegated to the user: the topmost ancestor
-// of the process's own cgroup that the user owns (systemd's user@UID.service)
-// and whose cgroup.procs and cgroup.subtree_control the user may write.
-func rootlessV2(h *Host) (Result, Limits) {
-	r := Result{Check: "cgroups"}
-	var lim Limits
+// Delegation is the cgroup v2 subtree delegated to an unprivileged user:
+// the topmost ancestor of the process's own cgroup that the user owns
+// (systemd's user@UID.service) and whose cgroup.procs and
+// cgroup.subtree_control the user may write. Rootless agents go below it.
+type Delegation struct {
+	// Path is relative to the cgroup2 mount, e.g.
+	// /user.slice/user-1000.slice/user@1000.service.
+	Path string
+	// Controllers are the limit controllers (of memory, cpu, pids)
+	// available there (cgroup.controllers); Enabled those already enabled
+	// for its children (cgroup.subtree_control).
+	Controllers, Enabled []string
+	// All lists every controller in cgroup.controllers.
+	All []string
+}
+
+// Errors of FindDelegation, for callers that explain them.
+var (
+	ErrNoOwnCgroup       = errors.New("own cgroup unknown")
+	ErrNotDelegated      = errors.New("no cgroup delegated to you")
+	ErrDelegationPartial = errors.New("delegation incomplete")
+)
+
+// FindDelegation looks for the subtree delegated to uid below root (the
+// file system root, "/" on a real host), read from this process's
+// /proc/self/cgroup. The host must be cgroup v2 (unified).
+func FindDelegation(root string, uid int) (*Delegation, error) {
+	h := &Host{Root: root, UID: uid}
 	own, err := ownCgroupV2(h)
 	if err != nil {
-		r.Status, r.Detail = Warn, "cgroup v2: "+err.Error()
-		lim.Why = "rootless on cgroup v2, own cgroup unknown"
-		return r, lim
+		return nil, fmt.Errorf("%w: %v", ErrNoOwnCgroup, err)
 	}
 	mount := h.path(cgroupRoot)
 	deleg := ""
@@ -97,34 +120,55 @@ func rootlessV2(h *Host) (Result, Limits) {
 		}
 	}
 	if deleg == "" {
-		r.Status = Warn
-		r.Detail = fmt.Sprintf("cgroup v2: no cgroup delegated to you (own cgroup %s is not yours)", own)
-		r.Fix = "log in through systemd-logind (a real session or 'machinectl shell USER@'), or 'loginctl enable-linger USER'; then " + delegationFix
-		lim.Why = "rootless on cgroup v2 without a delegated cgroup"
-		return r, lim
+		return nil, fmt.Errorf("%w (own cgroup %s is not yours)", ErrNotDelegated, own)
 	}
 	rel := "/" + strings.TrimPrefix(strings.TrimPrefix(deleg, mount), "/")
 	for _, f := range []string{"cgroup.procs", "cgroup.subtree_control"} {
 		if !ownedBy(filepath.Join(deleg, f), h.UID) {
-			r.Status = Warn
-			r.Detail = fmt.Sprintf("cgroup v2: %s is yours but %s is not writable by you", rel, f)
-			r.Fix = delegationFix
-			lim.Why = "rootless on cgroup v2, delegation incomplete"
-			return r, lim
+			return &Delegation{Path: rel}, fmt.Errorf("%w: %s is yours but %s is not writable by you", ErrDelegationPartial, rel, f)
 		}
 	}
 	ctl, _ := h.readTrim(filepath.Join(cgroupRoot, rel, "cgroup.controllers"))
 	sub, _ := h.readTrim(filepath.Join(cgroupRoot, rel, "cgroup.subtree_control"))
-	have := intersect(strings.Fields(ctl), "memory", "cpu", "pids")
-	// The host is ready, but this clawrun does not place rootless agents in
-	// the delegated subtree yet, and `run` refuses limits there: say so
-	// rather than promise limits that would be refused.
-	lim.Why = "rootless on cgroup v2: delegated to you at " + rel + " (" + listOr(have, "no limit controllers") +
-		"), but this clawrun does not use rootless cgroup v2 delegation yet; run agents with limits as root"
-	r.Detail = fmt.Sprintf("cgroup v2, delegated %s: controllers %s (enabled for children: %s)", rel, listOr(strings.Fields(ctl), "none"), listOr(strings.Fields(sub), "none"))
-	if len(have) < 3 {
+	return &Delegation{
+		Path:        rel,
+		All:         strings.Fields(ctl),
+		Controllers: intersect(strings.Fields(ctl), "memory", "cpu", "pids"),
+		Enabled:     strings.Fields(sub),
+	}, nil
+}
+
+// rootlessV2 reports the subtree delegated to the user (FindDelegation),
+// below which clawrun places rootless agents (DELEGATED/clawrun/NAME).
+func rootlessV2(h *Host) (Result, Limits) {
+	r := Result{Check: "cgroups"}
+	var lim Limits
+	d, err := FindDelegation(h.Root, h.UID)
+	switch {
+	case errors.Is(err, ErrNoOwnCgroup):
+		r.Status, r.Detail = Warn, "cgroup v2: "+strings.TrimPrefix(err.Error(), ErrNoOwnCgroup.Error()+": ")
+		lim.Why = "rootless on cgroup v2, own cgroup unknown"
+		return r, lim
+	case errors.Is(err, ErrNotDelegated):
 		r.Status = Warn
-		r.Detail += "; not delegated: " + strings.Join(missing(have, "memory", "cpu", "pids"), ", ")
+		r.Detail = "cgroup v2: " + err.Error()
+		r.Fix = "log in through systemd-logind (a real session or 'machinectl shell USER@'), or 'loginctl enable-linger USER'; then " + delegationFix
+		lim.Why = "rootless on cgroup v2 without a delegated cgroup"
+		return r, lim
+	case err != nil:
+		r.Status = Warn
+		r.Detail = "cgroup v2: " + strings.TrimPrefix(err.Error(), ErrDelegationPartial.Error()+": ")
+		r.Fix = delegationFix
+		lim.Why = "rootless on cgroup v2, delegation incomplete"
+		return r, lim
+	}
+	lim = limitsFrom(d.Controllers)
+	lim.Why = "rootless on cgroup v2: delegated to you at " + d.Path + " (" + listOr(d.Controllers, "no limit controllers") +
+		"); clawrun places agents in " + path.Join(d.Path, "clawrun", "NAME")
+	r.Detail = fmt.Sprintf("cgroup v2, delegated %s: controllers %s (enabled for children: %s)", d.Path, listOr(d.All, "none"), listOr(d.Enabled, "none"))
+	if len(d.Controllers) < 3 {
+		r.Status = Warn
+		r.Detail += "; not delegated: " + strings.Join(missing(d.Controllers, "memory", "cpu", "pids"), ", ")
 		r.Fix = delegationFix
 	}
 	return r, lim

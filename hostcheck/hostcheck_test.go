@@ -277,14 +277,21 @@ func TestCgroupsV2(t *testing.T) {
 		}
 		r, lim := Cgroups(h)
 		expect(t, r, OK, "delegated /user@1000.service: controllers cpu, memory, pids (enabled for children: memory, pids)")
-		// Delegation is detected, but clawrun does not use it yet, so no
-		// limit is claimed as enforced.
-		if lim.Memory || lim.CPU || lim.Pids || !strings.Contains(lim.Why, "does not use rootless cgroup v2 delegation yet") {
+		// Rootless agents go below the delegated subtree, so what is
+		// delegated there is enforced.
+		if !lim.Memory || !lim.CPU || !lim.Pids || !strings.Contains(lim.Why, "clawrun places agents in /user@1000.service/clawrun/NAME") {
 			t.Fatalf("delegated limits %+v", lim)
 		}
 		write(t, h.Root, map[string]string{"sys/fs/cgroup/user@1000.service/cgroup.controllers": "memory pids\n"})
-		r, _ = Cgroups(h)
+		r, lim = Cgroups(h)
 		expect(t, r, Warn, "not delegated: cpu")
+		if !lim.Memory || lim.CPU || !lim.Pids {
+			t.Fatalf("partly delegated limits %+v", lim)
+		}
+		d, err := FindDelegation(h.Root, h.UID)
+		if err != nil || d.Path != "/user@1000.service" || strings.Join(d.Controllers, " ") != "memory pids" {
+			t.Fatalf("FindDelegation = %+v, %v", d, err)
+		}
 	})
 	t.Run("not delegated", func(t *testing.T) {
 		h := fakeHost(t)

@@ -154,7 +154,7 @@ func mustSpec(t *testing.T, p *policy.Plan, cg string) *specs.Spec {
 func TestCheckLimits(t *testing.T) {
 	rootless := &Runtime{Host: Host{UID: 1000, GID: 1000}}
 	p := testPlan()
-	err := rootless.checkLimits(p)
+	err := rootless.checkLimits(p, "")
 	if err == nil {
 		t.Fatal("rootless strict limits accepted")
 	}
@@ -164,12 +164,12 @@ func TestCheckLimits(t *testing.T) {
 		}
 	}
 	p.Limits.Enforce = policy.EnforceBestEffort
-	if err := rootless.checkLimits(p); err != nil {
+	if err := rootless.checkLimits(p, ""); err != nil {
 		t.Errorf("best-effort refused: %v", err)
 	}
 	root := &Runtime{Host: Host{UID: 0, GID: 0}}
 	p.Limits.Enforce = ""
-	if err := root.checkLimits(p); err != nil {
+	if err := root.checkLimits(p, "/clawrun/x"); err != nil {
 		t.Errorf("root refused limits: %v", err)
 	}
 }

@@ -18,7 +18,6 @@ import (
 	"syscall"
 	"time"
 
-	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/opencontainers/runc/libcontainer"
 	"github.com/opencontainers/runc/libcontainer/configs"
 	"github.com/opencontainers/runc/libcontainer/specconv"
@@ -56,6 +55,8 @@ type Runtime struct {
 	// own, where a writable root may be mounted; userns when that child is
 	// in the outer user namespace (rootless).
 	ownMounts, userns bool
+	// cgroups is where cgroup v2 delegation is looked for (cgroupv2.go).
+	cgroups cgroupHost
 }
 
 // New prepares the state and data directories (mode 0700, owned by the
@@ -126,7 +127,8 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
 	}
-	if err := r.checkLimits(p); err != nil {
+	cg := r.cgroupsPath(p, name)
+	if err := r.checkLimits(p, cg); err != nil {
 		return nil, err
 	}
 	if _, err := rootfs.LookPath(p.Rootfs, p.Command[0], p.Env); err != nil {
@@ -134,10 +136,6 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 	}
 	if err := checkWorkdir(p); err != nil {
 		return nil, err
-	}
-	cg := ""
-	if !r.Host.Rootless() {
-		cg = "/clawrun/" + name
 	}
 	s, err := Spec(p, id, cg)
 	if err != nil {
@@ -147,32 +145,43 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 }
 
 // checkLimits refuses limits the host cannot enforce rather than dropping
-// them: a rootless user owns no cgroup on cgroup v1.
+// them: a rootless user owns no cgroup on cgroup v1, and on cgroup v2 only
+// the controllers delegated to them. cgroupsPath is where the container
+// goes ("" for nowhere of its own).
 // With limits.enforce: best-effort they are approximated instead (see
 // Enforcement), which inspect shows limit by limit.
-func (r *Runtime) checkLimits(p *policy.Plan) error {
-	if p.Limits.IsZero() || !r.Host.Rootless() || p.Limits.BestEffort() {
+func (r *Runtime) checkLimits(p *policy.Plan, cgroupsPath string) error {
+	if p.Limits.IsZero() || !r.Host.Rootless() || p.Limits.BestEffort() || cgroupsPath != "" {
 		return nil
 	}
-	var names []string
-	if p.Limits.MemoryBytes > 0 {
-		names = append(names, "limits.memory")
-	}
-	if p.Limits.CPUs > 0 {
-		names = append(names, "limits.cpus")
-	}
-	if p.Limits.Pids > 0 {
-		names = append(names, "limits.pids")
-	}
-	why := "this host uses cgroup v1, where an unprivileged user cannot own a cgroup"
-	switch cgroupsv3.Mode() {
-	case cgroupsv3.Unified:
-		why = "rootless cgroup v2 delegation is not supported by this clawrun yet"
-	case cgroupsv3.Hybrid:
-		why = "this host uses cgroup v1 (hybrid), where an unprivileged user cannot own a cgroup"
-	}
+	names, why := r.notDelegated(p)
 	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or set limits.enforce: best-effort to approximate them with rlimits, or remove them from the agent file ('clawrun doctor' shows which limits this host enforces)",
 		p.Name, strings.Join(names, ", "), why)
+}
+
+// ensureRootlessCgroup prepares the delegated parent of a rootless
+// container's cgroup. Should that fail, a run without strict limits goes
+// on without a cgroup of its own (best-effort limits become rlimits, as
+// inspect then says); one with strict limits is refused.
+func (r *Runtime) ensureRootlessCgroup(prep *Prepared) (*Prepared, error) {
+	if !r.Host.Rootless() || prep.CgroupsPath == "" {
+		return prep, nil
+	}
+	err := r.ensureCgroupParent(prep.CgroupsPath)
+	if err == nil {
+		return prep, nil
+	}
+	if l := prep.Plan.Limits; !l.IsZero() && !l.BestEffort() {
+		names, _ := limitNeeds(l)
+		return nil, fmt.Errorf("agent %s: %s cannot be enforced rootless: %w", prep.Plan.Name, strings.Join(names, ", "), err)
+	}
+	s, serr := Spec(prep.Plan, prep.Identity, "")
+	if serr != nil {
+		return nil, serr
+	}
+	out := *prep
+	out.CgroupsPath, out.Spec = "", s
+	return &out, nil
 }
 
 func checkWorkdir(p *policy.Plan) error {
@@ -243,6 +252,9 @@ func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
 		return -1, err
 	}
 	if err := r.ensureWorkspace(prep.Plan); err != nil {
+		return -1, err
+	}
+	if prep, err = r.ensureRootlessCgroup(prep); err != nil {
 		return -1, err
 	}
 	// A detached container is started by a child that stays behind as its
