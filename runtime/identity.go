@@ -128,7 +128,7 @@ func ResolveIdentity(p *policy.Plan, h Host) (*Identity, error) {
 	}
 	if !haveSub {
 		if p.UserSet && (p.User.UID != 0 || p.User.GID != 0) {
-			return nil, fmt.Errorf("user %d:%d %w: add a range for %q to /etc/subuid and /etc/subgid and install newuidmap/newgidmap (Debian: uidmap), or remove \"user\" to run as the mapped host user (uid 0 inside, no capabilities): %w",
+			return nil, fmt.Errorf("user %d:%d %w: add a range for %q to /etc/subuid and /etc/subgid and install newuidmap/newgidmap (Debian: uidmap), or set \"user: 0\" in the agent file to run as the mapped host user (uid 0 inside, no capabilities; needed too when the user comes from an image): %w",
 				p.User.UID, p.User.GID, ErrNeedsSubordinateIDs, h.Name, errSingleReason(p, okU && okG, h))
 		}
 		return &Identity{
