@@ -2,13 +2,10 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
-	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -127,7 +124,7 @@ func newImagePullCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%d layers, %s)\n", args[0], img.ID, len(img.Layers), humanSize(img.Size))
+			fmt.Fprintf(cmd.OutOrStdout(), "%s: %s (%d layers, %s)\n", args[0], img.ID, len(img.Layers), fmtBytes(uint64(img.Size)))
 			return nil
 		},
 	}
@@ -164,7 +161,7 @@ func newImageLsCmd(g *globals) *cobra.Command {
 					refs = []string{"<none>"}
 				}
 				for _, r := range refs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rootfs.Familiar(r), img.ShortID(), humanSize(img.Size), img.Unpacked.Local().Format(time.DateTime))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rootfs.Familiar(r), img.ShortID(), fmtBytes(uint64(img.Size)), img.Unpacked.Local().Format(time.DateTime))
 				}
 			}
 			return tw.Flush()
@@ -252,25 +249,6 @@ func newImagePruneCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
-}
-
-func writeJSON(w io.Writer, v any) error {
-	enc := json.NewEncoder(w)
-	enc.SetIndent("", "  ")
-	return enc.Encode(v)
-}
-
-func humanSize(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%dB", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return strings.TrimSuffix(fmt.Sprintf("%.1f", float64(n)/float64(div)), ".0") + string("KMGTPE"[exp]) + "iB"
 }
 
 // imageLine adds the image an agent runs from to an inspect report, next

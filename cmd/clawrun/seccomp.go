@@ -1,7 +1,6 @@
 package main
 
 import (
-	"encoding/json"
 	"fmt"
 	"io"
 	"strings"
@@ -66,9 +65,7 @@ Without PROFILE, list the built-in profiles.
 				return err
 			}
 			if asJSON {
-				enc := json.NewEncoder(out)
-				enc.SetIndent("", "  ")
-				return enc.Encode(p)
+				return writeJSON(out, p)
 			}
 			printSeccomp(out, args[0], network, p)
 			return nil
