@@ -2,6 +2,7 @@ package policy
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 )
 
@@ -38,7 +39,7 @@ func capName(s string) (string, error) {
 	if !strings.HasPrefix(n, "CAP_") {
 		n = "CAP_" + n
 	}
-	if contains(knownCapabilities, n) {
+	if slices.Contains(knownCapabilities, n) {
 		return n, nil
 	}
 	msg := fmt.Sprintf("unknown capability %q", s)
@@ -57,7 +58,7 @@ func capName(s string) (string, error) {
 // checkCapability refuses a privileged capability the allowlist does not
 // list.
 func checkCapability(c string, a *Allowlist) error {
-	if !contains(PrivilegedCapabilities, c) || contains(a.Capabilities, c) {
+	if !slices.Contains(PrivilegedCapabilities, c) || slices.Contains(a.Capabilities, c) {
 		return nil
 	}
 	where := "the allowlist " + a.Path

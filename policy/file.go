@@ -10,6 +10,7 @@ import (
 	"os"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -261,7 +262,7 @@ func (l *loader) mapping(n *yaml.Node, path string, known []string) *fields {
 			l.c.add(k.Line, sub, "defined twice (first on line %d): remove one", prev.Line)
 			continue
 		}
-		if known != nil && !contains(known, k.Value) {
+		if known != nil && !slices.Contains(known, k.Value) {
 			msg := fmt.Sprintf("unknown field %q", k.Value)
 			if s := closest(k.Value, known); s != "" {
 				msg += fmt.Sprintf(": did you mean %q?", s)
@@ -669,15 +670,6 @@ func join(path, key string) string {
 		return key
 	}
 	return path + "." + key
-}
-
-func contains(list []string, s string) bool {
-	for _, x := range list {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // closest returns the known name nearest to s by edit distance, or "" when

@@ -3,6 +3,7 @@ package policy
 import (
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -82,7 +83,7 @@ func checkPlan(t *testing.T, p *Plan, allowed string) {
 		}
 	}
 	for _, c := range p.Capabilities {
-		if !contains(knownCapabilities, c) || contains(PrivilegedCapabilities, c) {
+		if !slices.Contains(knownCapabilities, c) || slices.Contains(PrivilegedCapabilities, c) {
 			t.Fatalf("capability %q accepted", c)
 		}
 	}

@@ -3,6 +3,7 @@ package policy
 import (
 	"fmt"
 	"os"
+	"slices"
 	"strings"
 
 	"gopkg.in/yaml.v3"
@@ -79,7 +80,7 @@ func (l *loader) customSeccomp(cv *yaml.Node, field, s string) (string, bool) {
 
 func parseSeccomp(s string) (string, error) {
 	names := seccomp.Names()
-	if contains(names, s) {
+	if slices.Contains(names, s) {
 		return s, nil
 	}
 	if s == "custom" {

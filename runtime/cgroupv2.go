@@ -6,6 +6,7 @@ import (
 	"os"
 	"path"
 	"path/filepath"
+	"slices"
 	"strings"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
@@ -82,7 +83,7 @@ func (r *Runtime) cgroupsPath(p *policy.Plan, name string) string {
 	}
 	_, need := limitNeeds(p.Limits)
 	for _, c := range need {
-		if !contains(d.Controllers, c) {
+		if !slices.Contains(d.Controllers, c) {
 			return ""
 		}
 	}
@@ -106,7 +107,7 @@ func (r *Runtime) notDelegated(p *policy.Plan) (names []string, why string) {
 	}
 	var miss, missCtl []string
 	for i, c := range need {
-		if !contains(d.Controllers, c) {
+		if !slices.Contains(d.Controllers, c) {
 			miss, missCtl = append(miss, names[i]), append(missCtl, c)
 		}
 	}
@@ -145,7 +146,7 @@ func enableControllers(dir string, ctrls []string) error {
 	on := strings.Fields(string(b))
 	var add []string
 	for _, c := range ctrls {
-		if !contains(on, c) {
+		if !slices.Contains(on, c) {
 			add = append(add, "+"+c)
 		}
 	}
@@ -159,13 +160,4 @@ func enableControllers(dir string, ctrls []string) error {
 		return fmt.Errorf("cgroup v2: enable %s in %s: %w", strings.Join(add, " "), f, err)
 	}
 	return nil
-}
-
-func contains(l []string, s string) bool {
-	for _, x := range l {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
