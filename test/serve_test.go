@@ -1,7 +1,6 @@
 package test
 
 import (
-	"bytes"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -25,27 +24,9 @@ import (
 // stream spread over several channels is answered quickly.
 var serveChannels = []string{"C0SERVE1", "C0SERVE2", "C0SERVE3", "C0SERVE4", "C0SERVE5"}
 
-// serveLog collects serve's stderr while the test reads it.
-type serveLog struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *serveLog) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *serveLog) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
-}
-
 type serveProc struct {
 	cmd    *exec.Cmd
-	stderr *serveLog
+	stderr *syncBuffer
 	done   chan struct{}
 	err    error
 }
@@ -82,7 +63,7 @@ func startServeWith(t *testing.T, e *env, fs *fakeslack.Server, conn, agents int
 		"CLAWRUN_SLACK_API_URL="+fs.APIURL,
 	)
 	c.Env = append(c.Env, extraEnv...)
-	p := &serveProc{cmd: c, stderr: &serveLog{}, done: make(chan struct{})}
+	p := &serveProc{cmd: c, stderr: &syncBuffer{}, done: make(chan struct{})}
 	c.Stderr = p.stderr
 	if err := c.Start(); err != nil {
 		t.Fatal(err)

@@ -218,7 +218,8 @@ func TestStats(t *testing.T) {
 	}
 }
 
-// syncBuffer collects a child's output while the test reads it.
+// syncBuffer collects a child's output (a container's, serve's stderr) while
+// the test reads it.
 type syncBuffer struct {
 	mu  sync.Mutex
 	buf bytes.Buffer
