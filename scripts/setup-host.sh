@@ -5,7 +5,7 @@
 set -eu
 
 TEST_USER=${CLAWRUN_TEST_USER:-clawrun-test}
-PKGS="libseccomp-dev busybox-static uidmap runc hyperfine gcc make pkg-config"
+PKGS="libseccomp-dev libc6-dev busybox-static uidmap runc hyperfine gcc make pkg-config"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "setup-host: not root; checking only" >&2
