@@ -53,6 +53,10 @@ type Limits struct {
 	CPU    bool   `json:"cpu"`
 	Pids   bool   `json:"pids"`
 	Why    string `json:"why"`
+	// IO says whether limits.io_weight acts (IOWeight); IOWhy says by
+	// what, or why not.
+	IO    bool   `json:"io"`
+	IOWhy string `json:"io_why"`
 }
 
 // Report is the whole diagnosis.
@@ -117,6 +121,9 @@ func Run(h *Host) Report {
 	cg, lim := Cgroups(h)
 	r.Checks = append(r.Checks, cg)
 	r.Limits = lim
+	io, enforced, how := IOWeightCheck(h)
+	r.Checks = append(r.Checks, io)
+	r.Limits.IO, r.Limits.IOWhy = enforced, how
 	r.Checks = append(r.Checks, Seccomp(h)...)
 	r.Checks = append(r.Checks, Overlay(h))
 	r.Checks = append(r.Checks, Dir(h, "state directory", h.StateDir, "--root"), Dir(h, "data directory", h.DataDir, "--data"))

@@ -2,23 +2,30 @@ package policy
 
 import (
 	"fmt"
+	"maps"
 	"os"
 	"strings"
 )
 
 // AdHocOptions describe a container run from command-line flags instead of
-// an agent file (`clawrun run --rootfs ... -- CMD`).
+// an agent file (`clawrun run --rootfs ... -- CMD` or `--image REF`).
 type AdHocOptions struct {
-	Name    string
-	Rootfs  string
-	Command []string
-	Mounts  []string // "SRC:DST[:ro|rw]", SRC relative to the current directory
-	Memory  string   // size, e.g. 256M; empty for no limit
-	CPUs    float64  // 0 for no limit
-	Pids    int64    // 0 for no limit
-	Env     []string // KEY=VAL
-	Workdir string   // default /
-	User    string   // "uid" or "uid:gid"; empty leaves UserSet false
+	Name   string
+	Rootfs string
+	// Image is a reference (registry, oci-layout:, docker-archive:) run
+	// instead of Rootfs; its config applies as WithImage says, Command
+	// replacing its Cmd and Entrypoint (if EntrypointSet) its Entrypoint.
+	Image         string
+	Entrypoint    []string
+	EntrypointSet bool
+	Command       []string
+	Mounts        []string // "SRC:DST[:ro|rw]", SRC relative to the current directory
+	Memory        string   // size, e.g. 256M; empty for no limit
+	CPUs          float64  // 0 for no limit
+	Pids          int64    // 0 for no limit
+	Env           []string // KEY=VAL
+	Workdir       string   // default /
+	User          string   // "uid" or "uid:gid"; empty leaves UserSet false
 }
 
 // AdHoc validates o with the same rules as an agent file, including the
@@ -42,8 +49,26 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 	}
 	p := newPlan(o.Name)
 
-	if o.Rootfs == "" {
-		c.add(0, "--rootfs", "missing: give the directory holding the root filesystem")
+	switch {
+	case o.Rootfs != "" && o.Image != "":
+		c.add(0, "--image", "--rootfs and --image are both given: run from a directory or from an image, not both")
+	case o.Image != "":
+		r, is, err := resolveImage(base, o.Image, ck)
+		switch {
+		case err != nil:
+			c.add(0, "--image", "%v", err)
+		case is != nil:
+			c.addRule(0, "--image", is.rule, "image %s", is.msg)
+		default:
+			p.Image = r
+		}
+	case o.EntrypointSet:
+		c.add(0, "--entrypoint", "is for --image runs: with --rootfs, give the whole command after --")
+	}
+	if o.Image != "" {
+		// The command may come from the image.
+	} else if o.Rootfs == "" {
+		c.add(0, "--rootfs", "missing: give the directory holding the root filesystem, or --image REF")
 	} else if err := checkPathChars(o.Rootfs); err != nil {
 		c.addRule(0, "--rootfs", RuleHostPath, "%q %v", o.Rootfs, err)
 	} else if r, err := resolveRootfs(base, o.Rootfs); err != nil {
@@ -54,7 +79,7 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 		p.Rootfs = r
 	}
 
-	if len(o.Command) == 0 || o.Command[0] == "" {
+	if o.Image == "" && (len(o.Command) == 0 || o.Command[0] == "") {
 		c.add(0, "command", "missing: give the program to run after --, e.g. clawrun run --rootfs ./rootfs -- /agent")
 	}
 	for i, a := range o.Command {
@@ -62,7 +87,21 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 			c.add(0, fmt.Sprintf("command[%d]", i), "%v", err)
 		}
 	}
+	for i, a := range o.Entrypoint {
+		if err := checkArg(a); err != nil {
+			c.add(0, fmt.Sprintf("--entrypoint[%d]", i), "%v", err)
+		}
+	}
 	p.Command = append([]string(nil), o.Command...)
+	if o.Image != "" {
+		p.Command = nil // WithImage builds it from the image's config
+		if len(o.Command) > 0 {
+			p.set.cmd = append([]string(nil), o.Command...)
+		}
+		if o.EntrypointSet {
+			p.set.entrypoint, p.set.entrySet = append([]string{}, o.Entrypoint...), true
+		}
+	}
 
 	seen := map[string]string{}
 	for _, m := range o.Mounts {
@@ -98,6 +137,8 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 	if o.CPUs != 0 {
 		if err := checkCPUs(o.CPUs); err != nil {
 			c.add(0, "--cpus", "%v", err)
+		} else if msg := ck.allow.cpusAboveTotal(o.CPUs); msg != "" {
+			c.addRule(0, "--cpus", RuleAllowlist, "%s", msg) // as an agent file's cpus
 		} else {
 			p.Limits.CPUs = o.CPUs
 		}
@@ -128,13 +169,18 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 			vars[k] = v
 		}
 	}
+	if o.Image != "" {
+		// What the flags set, before buildEnv adds its defaults: only
+		// these override the image's variables.
+		p.set.env = maps.Clone(vars)
+	}
 	p.Env = buildEnv(vars)
 
 	if o.Workdir != "" {
 		if w, err := parseWorkdir(o.Workdir); err != nil {
 			c.add(0, "--workdir", "%v", err)
 		} else {
-			p.Workdir = w
+			p.Workdir, p.set.workdir = w, o.Image != ""
 		}
 	}
 	if o.User != "" {
@@ -148,6 +194,7 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 	if err := c.err(); err != nil {
 		return nil, err
 	}
+	ck.allow.applyTotal(p)
 	return p, nil
 }
 

@@ -83,6 +83,10 @@ func TestAdHocBad(t *testing.T) {
 		{"rootfs", func(o *AdHocOptions) { o.Rootfs = "notes.txt" }, "--rootfs", "not a directory"},
 		{"no rootfs", func(o *AdHocOptions) { o.Rootfs = "" }, "--rootfs", "missing"},
 		{"no command", func(o *AdHocOptions) { o.Command = nil }, "command", "missing"},
+		{"rootfs and image", func(o *AdHocOptions) { o.Image = "alpine:3.20" }, "--image", "--rootfs and --image are both given"},
+		{"entrypoint without image", func(o *AdHocOptions) { o.EntrypointSet = true }, "--entrypoint", "is for --image runs"},
+		{"bad image", func(o *AdHocOptions) { o.Rootfs, o.Image = "", "Alpine:3.20" }, "--image", "invalid image reference"},
+		{"missing archive", func(o *AdHocOptions) { o.Rootfs, o.Image = "", "docker-archive:./nope.tar:a:1" }, "--image", "does not exist"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -113,5 +117,72 @@ func TestAdHocReportsAll(t *testing.T) {
 	// source missing, destination relative, bad mode, bad memory.
 	if len(fes) != 4 {
 		t.Errorf("got %d errors, want 4:\n%v", len(fes), err)
+	}
+}
+
+// An ad-hoc image run follows docker: CMD after -- replaces the image's
+// Cmd and keeps its Entrypoint; --entrypoint replaces the Entrypoint and
+// drops the image's Cmd; --env, --workdir and --user override the config.
+func TestAdHocImage(t *testing.T) {
+	f := newFixture(t)
+	t.Chdir(f.dir)
+	f.write(t, "images.tar", "x")
+	d := ImageDefaults{
+		Entrypoint: []string{"/bin/tool"}, Cmd: []string{"serve"},
+		Env: []string{"PATH=/image/bin", "A=image", "B=image"}, WorkingDir: "/srv", User: &User{UID: 7, GID: 8},
+	}
+	for _, tt := range []struct {
+		name    string
+		o       AdHocOptions
+		command []string
+		env     []string
+		workdir string
+		user    User
+	}{
+		{"image as is", AdHocOptions{}, []string{"/bin/tool", "serve"}, []string{"A=image", "B=image", "HOME=/", "PATH=/image/bin"}, "/srv", User{UID: 7, GID: 8}},
+		{"cmd replaces Cmd", AdHocOptions{Command: []string{"check", "-v"}}, []string{"/bin/tool", "check", "-v"}, nil, "/srv", User{UID: 7, GID: 8}},
+		{"entrypoint drops Cmd", AdHocOptions{Entrypoint: []string{"/bin/sh"}, EntrypointSet: true}, []string{"/bin/sh"}, nil, "", User{}},
+		{"entrypoint and cmd", AdHocOptions{Entrypoint: []string{"/bin/sh"}, EntrypointSet: true, Command: []string{"-c", "id"}}, []string{"/bin/sh", "-c", "id"}, nil, "", User{}},
+		{"empty entrypoint", AdHocOptions{EntrypointSet: true, Command: []string{"/bin/id"}}, []string{"/bin/id"}, nil, "", User{}},
+		{"flags override config", AdHocOptions{Env: []string{"A=flag"}, Workdir: "/w", User: "1:2"}, []string{"/bin/tool", "serve"}, []string{"A=flag", "B=image", "HOME=/", "PATH=/image/bin"}, "/w", User{UID: 1, GID: 2}},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			o := tt.o
+			o.Name, o.Image = "job", "docker-archive:images.tar:team/agent:v1"
+			p, err := AdHoc(o)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if want := "docker-archive:" + filepath.Join(f.dir, "images.tar") + ":team/agent:v1"; p.Image != want || p.Rootfs != "" {
+				t.Errorf("Image %q Rootfs %q, want image %q", p.Image, p.Rootfs, want)
+			}
+			got, err := p.WithImage("/base/rootfs", "sha256:x", d)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got.Command, tt.command) {
+				t.Errorf("command %q, want %q", got.Command, tt.command)
+			}
+			if tt.env != nil && !reflect.DeepEqual(got.Env, tt.env) {
+				t.Errorf("env %q, want %q", got.Env, tt.env)
+			}
+			if tt.workdir != "" && got.Workdir != tt.workdir {
+				t.Errorf("workdir %q, want %q", got.Workdir, tt.workdir)
+			}
+			if tt.user != (User{}) && got.User != tt.user {
+				t.Errorf("user %+v, want %+v", got.User, tt.user)
+			}
+			if got.Rootfs != "/base/rootfs" || got.ImageID != "sha256:x" {
+				t.Errorf("rootfs %q id %q", got.Rootfs, got.ImageID)
+			}
+		})
+	}
+	// An image with no command and none given: the error says how to give one.
+	p, err := AdHoc(AdHocOptions{Name: "job", Image: "alpine:3.20"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := p.WithImage("/r", "sha256:x", ImageDefaults{}); err == nil || !strings.Contains(err.Error(), "-- CMD...") {
+		t.Errorf("no command anywhere: %v", err)
 	}
 }

@@ -45,6 +45,16 @@ type Allowlist struct {
 	// Capabilities are privileged capabilities (see PrivilegedCapabilities)
 	// that agent files may request. Other capabilities need no entry.
 	Capabilities []string
+	// CgroupParent is cgroup_parent: the cgroup, one name below the
+	// hierarchy root (root) or the delegated subtree (rootless), that holds
+	// the agents run under this allowlist; "" is DefaultCgroupParent (see
+	// ParentName).
+	CgroupParent string
+	// Total is total: the cap on all those agents together, written to
+	// CgroupParent on every run (see total.go). Zero means uncapped.
+	Total Limits
+	// TotalLine is the line of total: in the file, for messages.
+	TotalLine int
 }
 
 // AllowlistPath is where the allowlist is read from when neither
@@ -94,7 +104,7 @@ func FindAllowlist() (*Allowlist, error) {
 }
 
 var (
-	allowlistFields = []string{"version", "agent_dir", "roots", "blocked", "capabilities"}
+	allowlistFields = []string{"version", "agent_dir", "roots", "blocked", "capabilities", "cgroup_parent", "total"}
 	rootFields      = []string{"path", "mode"}
 )
 
@@ -198,6 +208,16 @@ func (l *loader) allowlist(data []byte) *Allowlist {
 			}
 			a.Capabilities = append(a.Capabilities, c)
 		}
+	}
+	l.text(m, "", "cgroup_parent", "a cgroup name such as clawrun", func(s string) error {
+		if err := checkCgroupParent(s); err != nil {
+			return err
+		}
+		a.CgroupParent = s
+		return nil
+	})
+	if v := m.get("total"); v != nil {
+		a.Total, a.TotalLine = l.limitsOf(v, "total", totalFields), deref(v).Line
 	}
 	return a
 }

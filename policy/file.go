@@ -102,6 +102,9 @@ func Load(path string, opts ...Option) (*File, error) {
 		return nil, err
 	}
 	f.Allowlist = ck.allow
+	for _, p := range f.Agents {
+		ck.allow.applyTotal(p)
+	}
 	return f, nil
 }
 
@@ -126,7 +129,10 @@ var (
 	topFields   = []string{"version", "agents", "slack"}
 	agentFields = []string{"rootfs", "command", "image", "env", "workdir", "user", "grants", "network", "limits", "seccomp", "tmp_size", "idmap", "hostname", "capabilities", "slack", "workspace", "writable_rootfs", "secrets"}
 	grantFields = []string{"host", "path", "mode", "noexec"}
-	limitFields = []string{"memory", "cpus", "pids", "enforce"}
+	limitFields = []string{"memory", "cpus", "pids", "io_weight", "enforce"}
+	// totalFields are the allowlist's total: the cgroup limits that make
+	// sense for a parent (no enforce: a host total is never relaxed).
+	totalFields = []string{"memory", "cpus", "pids"}
 )
 
 var yamlLineRE = regexp.MustCompile(`^yaml: line (\d+): (.*)$`)
@@ -590,11 +596,24 @@ func (l *loader) capabilities(v *yaml.Node, path string) []string {
 }
 
 func (l *loader) limits(v *yaml.Node, path string) Limits {
+	return l.limitsOf(v, path, limitFields)
+}
+
+// limitsOf reads an agent's limits or the allowlist's total (fields says
+// which keys are allowed), with the same syntax and checks for both. An
+// agent's cpus above the host's total is an error on the agent's line
+// (see aboveTotal).
+func (l *loader) limitsOf(v *yaml.Node, path string, fields []string) Limits {
 	var lim Limits
-	m := l.mapping(v, path, limitFields)
+	m := l.mapping(v, path, fields)
 	if m == nil {
 		return lim
 	}
+	defer func() {
+		if l.ck != nil {
+			l.aboveTotal(m, path, lim)
+		}
+	}()
 	l.text(m, path, "memory", "a size such as 256M", func(s string) error {
 		n, err := parseMemory(s)
 		lim.MemoryBytes = n
@@ -615,6 +634,11 @@ func (l *loader) limits(v *yaml.Node, path string) Limits {
 		}
 		lim.Pids = n
 		return checkPids(n)
+	})
+	l.text(m, path, "io_weight", "a whole number from 10 to 1000 such as 100", func(s string) error {
+		n, err := parseIOWeight(s)
+		lim.IOWeight = n
+		return err
 	})
 	l.text(m, path, "enforce", "strict or best-effort", func(s string) error {
 		e, err := parseEnforce(s)

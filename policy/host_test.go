@@ -653,3 +653,24 @@ func TestPatterns(t *testing.T) {
 		t.Errorf("holds of %v wrong", p)
 	}
 }
+
+func TestAllowlistTotal(t *testing.T) {
+	dir := t.TempDir()
+	good := filepath.Join(dir, "good.yaml")
+	os.WriteFile(good, []byte("cgroup_parent: ci-agents\ntotal: {memory: 1G, cpus: 2, pids: 200}\n"), 0o644)
+	a, err := LoadAllowlist(good)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if a.ParentName() != "ci-agents" || a.Total.MemoryBytes != 1<<30 || a.Total.CPUs != 2 || a.Total.Pids != 200 || a.TotalLine != 2 {
+		t.Fatalf("allowlist %+v", a)
+	}
+	bad := filepath.Join(dir, "bad.yaml")
+	os.WriteFile(bad, []byte("cgroup_parent: ../etc\ntotal:\n  pids: 0\n  enforce: best-effort\n"), 0o644)
+	_, err = LoadAllowlist(bad)
+	for _, w := range []string{"bad.yaml:1: cgroup_parent", "bad.yaml:3: total.pids", "bad.yaml:4: total.enforce"} {
+		if err == nil || !strings.Contains(err.Error(), w) {
+			t.Errorf("error lacks %q: %v", w, err)
+		}
+	}
+}

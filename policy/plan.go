@@ -36,13 +36,18 @@ type Limits struct {
 	MemoryBytes int64   // memory limit in bytes (swap is not granted beyond it)
 	CPUs        float64 // CPU quota in cores, e.g. 0.5
 	Pids        int64   // maximum number of tasks
+	// IOWeight is the relative block I/O weight, 10..1000 (the OCI blkio
+	// range; 100 is the kernel's default share). 0 is not set.
+	IOWeight uint16 `json:",omitempty"`
 	// Enforce says what happens to a limit the host cannot enforce with a
 	// cgroup; empty means EnforceStrict.
 	Enforce Enforce `json:",omitempty"`
 }
 
 // IsZero reports whether no limit is set (Enforce alone sets none).
-func (l Limits) IsZero() bool { return l.MemoryBytes == 0 && l.CPUs == 0 && l.Pids == 0 }
+func (l Limits) IsZero() bool {
+	return l.MemoryBytes == 0 && l.CPUs == 0 && l.Pids == 0 && l.IOWeight == 0
+}
 
 // BestEffort reports whether limits the host cannot enforce with a cgroup
 // are approximated instead of refusing the run.
@@ -100,6 +105,12 @@ type Plan struct {
 	// Secrets are names, hosts and modes only: values never enter a Plan.
 	Secrets []Secret `json:",omitempty"`
 	Limits  Limits
+	// CgroupParent and Total come from the host allowlist (cgroup_parent,
+	// total), never from the agent file: the cgroup that holds every agent
+	// run under that allowlist, and the cap on all of them together, which
+	// the runtime writes to it before each run. See CgroupParentName.
+	CgroupParent string `json:",omitempty"`
+	Total        Limits
 	// Seccomp is a built-in profile name (seccomp.Names, "default" unless
 	// set) or "custom:/abs/path.json" (CustomSeccompPrefix) for a custom
 	// profile file, read with seccomp.Resolve.

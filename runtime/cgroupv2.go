@@ -74,8 +74,9 @@ func (r *Runtime) delegation() (*hostcheck.Delegation, error) {
 // controller the plan's limits need; otherwise nowhere of its own (""),
 // and checkLimits decides whether the limits may go unenforced.
 func (r *Runtime) cgroupsPath(p *policy.Plan, name string) string {
+	parent := p.CgroupParentName()
 	if !r.Host.Rootless() {
-		return "/clawrun/" + name
+		return "/" + parent + "/" + name
 	}
 	d, err := r.delegation()
 	if err != nil {
@@ -87,7 +88,7 @@ func (r *Runtime) cgroupsPath(p *policy.Plan, name string) string {
 			return ""
 		}
 	}
-	return path.Join(d.Path, "clawrun", name)
+	return path.Join(d.Path, parent, name)
 }
 
 // notDelegated explains why a rootless run has no cgroup for the named
@@ -115,24 +116,29 @@ func (r *Runtime) notDelegated(p *policy.Plan) (names []string, why string) {
 		strings.Join(missCtl, ", "), d.Path, strings.Join(append([]string{}, d.Controllers...), ", "))
 }
 
-// ensureCgroupParent prepares DELEGATED/clawrun for a rootless container
-// placed at cgroupsPath: the limit controllers enabled for the children of
-// DELEGATED and of DELEGATED/clawrun. It runs as the user, who owns both.
-func (r *Runtime) ensureCgroupParent(cgroupsPath string) error {
+// ensureCgroupParent prepares DELEGATED/PARENT (the directory of
+// cgroupsPath, PARENT being the allowlist's cgroup_parent) for a rootless
+// container: the limit controllers enabled for the children of DELEGATED
+// and of DELEGATED/PARENT, and io too when the user has it and the agent
+// asks for an io weight. It runs as the user, who owns both.
+func (r *Runtime) ensureCgroupParent(cgroupsPath string, io bool) error {
 	d, err := r.delegation()
 	if err != nil {
 		return fmt.Errorf("cgroup %s: %w", cgroupsPath, err)
 	}
+	ctrls := d.Controllers
+	if io && slices.Contains(d.All, "io") {
+		ctrls = append(slices.Clone(ctrls), "io")
+	}
 	mount := filepath.Join(r.cgroups.fsRoot(), "sys/fs/cgroup")
-	parent := filepath.Join(mount, d.Path)
-	if err := enableControllers(parent, d.Controllers); err != nil {
+	if err := enableControllers(filepath.Join(mount, d.Path), ctrls); err != nil {
 		return err
 	}
-	own := filepath.Join(parent, "clawrun")
+	own := filepath.Join(mount, path.Dir(cgroupsPath))
 	if err := os.Mkdir(own, 0o755); err != nil && !errors.Is(err, os.ErrExist) {
 		return fmt.Errorf("create cgroup %s: %w", own, err)
 	}
-	return enableControllers(own, d.Controllers)
+	return enableControllers(own, ctrls)
 }
 
 // enableControllers writes "+c" for each controller not yet enabled in

@@ -73,7 +73,7 @@ func TestRootlessCgroupV2(t *testing.T) {
 		if err := r.checkLimits(p, cg); err != nil {
 			t.Fatalf("delegated limits refused: %v", err)
 		}
-		if err := r.ensureCgroupParent(cg); err != nil {
+		if err := r.ensureCgroupParent(cg, false); err != nil {
 			t.Fatal(err)
 		}
 		// Only what was not enabled yet is written (a write replaces the
@@ -99,7 +99,7 @@ func TestRootlessCgroupV2(t *testing.T) {
 		if err := os.WriteFile(f, []byte("cpu memory pids\n"), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := r.ensureCgroupParent(leaf); err != nil {
+		if err := r.ensureCgroupParent(leaf, false); err != nil {
 			t.Fatal(err)
 		}
 		if b, _ := os.ReadFile(f); string(b) != "cpu memory pids\n" {

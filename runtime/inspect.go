@@ -112,10 +112,15 @@ func Describe(name string, p *Prepared) *Report {
 	for _, l := range seccomp.Summary(s.Linux.Seccomp) {
 		add("seccomp", "%s", l)
 	}
-	r.Limits = Enforcement(p.Plan.Limits, p.CgroupsPath)
+	r.Limits = withIOWeightNote(Enforcement(p.Plan.Limits, p.CgroupsPath), p.Plan.Limits, p.IOWeightNote)
 	switch {
 	case p.CgroupsPath != "":
 		add("limits", "%s", limitsText(s.Linux.Resources, p.CgroupsPath))
+		for _, e := range r.Limits {
+			if e.By == ByNotEnforced {
+				add("limits", "%s", e) // io_weight where no weight acts
+			}
+		}
 		add("cgroup", "%s", p.CgroupsPath)
 	case len(r.Limits) > 0:
 		for _, e := range r.Limits {
@@ -126,7 +131,28 @@ func Describe(name string, p *Prepared) *Report {
 		add("limits", "none declared")
 		add("cgroup", "none of its own (rootless on this host); no limits declared")
 	}
+	add("total", "%s", totalText(p.Plan))
 	return r
+}
+
+// totalText describes the host allowlist's cap on all agents together,
+// beside the agent's own limits.
+func totalText(p *policy.Plan) string {
+	t := p.Total
+	if t.IsZero() {
+		return "none (the host allowlist sets no total for cgroup_parent " + p.CgroupParentName() + ")"
+	}
+	var parts []string
+	if t.MemoryBytes > 0 {
+		parts = append(parts, fmt.Sprintf("memory=%d bytes (swap off)", t.MemoryBytes))
+	}
+	if t.CPUs > 0 {
+		parts = append(parts, "cpus="+strconv.FormatFloat(t.CPUs, 'f', -1, 64))
+	}
+	if t.Pids > 0 {
+		parts = append(parts, fmt.Sprintf("pids=%d", t.Pids))
+	}
+	return strings.Join(parts, " ") + " for all agents together, enforced by the parent cgroup " + p.CgroupParentName() + " (host allowlist)"
 }
 
 func orStrict(e policy.Enforce) policy.Enforce {
@@ -178,6 +204,12 @@ func limitsText(r *specs.LinuxResources, cg string) string {
 	if r.Pids != nil && r.Pids.Limit != nil {
 		parts = append(parts, fmt.Sprintf("pids=%d", *r.Pids.Limit))
 	}
+	if r.BlockIO != nil && r.BlockIO.Weight != nil {
+		parts = append(parts, fmt.Sprintf("io_weight=%d", *r.BlockIO.Weight))
+	}
+	if len(parts) == 0 {
+		return "none declared"
+	}
 	return strings.Join(parts, " ") + " enforced by cgroup " + cg
 }
 
@@ -191,11 +223,11 @@ func (r *Runtime) Inspect(name string) (*Report, error) {
 	if m.Plan == nil || m.Identity == nil {
 		return nil, fmt.Errorf("container %s: no clawrun record (created by another tool?)", name)
 	}
-	s, err := Spec(m.Plan, m.Identity, m.CgroupsPath)
+	s, ioNote, err := r.spec(m.Plan, m.Identity, m.CgroupsPath)
 	if err != nil {
 		return nil, err
 	}
-	rep := Describe(name, &Prepared{Plan: m.Plan, Identity: m.Identity, CgroupsPath: m.CgroupsPath, Spec: s})
+	rep := Describe(name, &Prepared{Plan: m.Plan, Identity: m.Identity, CgroupsPath: m.CgroupsPath, Spec: s, IOWeightNote: ioNote})
 	in := info(c, m)
 	status := in.Status
 	if in.Exit != nil {
@@ -210,6 +242,8 @@ func (r *Runtime) Inspect(name string) (*Report, error) {
 	if in.Pid > 0 {
 		rep.Live = LiveChecks(in.Pid, s.Process.Capabilities)
 		rep.Live = append(rep.Live, rlimitChecks(in.Pid, s.Process.Rlimits)...)
+		rep.Live = append(rep.Live, NetworkChecks(in.Pid, m.Plan)...)
+		rep.Live = append(rep.Live, TotalChecks(r.cgroupReader(), m.Plan, m.CgroupsPath)...)
 	}
 	return rep, nil
 }

@@ -59,10 +59,13 @@ func Enforcement(l policy.Limits, cgroupsPath string) []LimitEnforcement {
 		if l.Pids > 0 {
 			out = append(out, LimitEnforcement{Limit: "pids", Value: strconv.FormatInt(l.Pids, 10), By: ByCgroup})
 		}
+		if l.IOWeight > 0 {
+			out = append(out, LimitEnforcement{Limit: "io_weight", Value: strconv.Itoa(int(l.IOWeight)), By: ByCgroup, Note: "relative block I/O share"})
+		}
 		return out
 	}
 	if !l.BestEffort() {
-		for _, n := range declared(l) {
+		for _, n := range append(declared(l), ioDeclared(l)...) {
 			out = append(out, LimitEnforcement{Limit: n, By: ByNotEnforced, Note: "no cgroup on this host; a strict run is refused"})
 		}
 		return out
@@ -93,12 +96,41 @@ func Enforcement(l policy.Limits, cgroupsPath string) []LimitEnforcement {
 		}
 		out = append(out, e)
 	}
+	if l.IOWeight > 0 {
+		out = append(out, ioWeightNotEnforced(l, "no cgroup of its own on this host, and no rlimit weighs block I/O"))
+	}
 	return append(out,
 		LimitEnforcement{Limit: "open files", Value: strconv.Itoa(BestEffortNofile), By: ByRlimit,
 			Rlimit: rl("RLIMIT_NOFILE", BestEffortNofile), Note: "best-effort default"},
 		LimitEnforcement{Limit: "file size", Value: strconv.Itoa(BestEffortFsize) + " bytes", By: ByRlimit,
 			Rlimit: rl("RLIMIT_FSIZE", BestEffortFsize), Note: "best-effort default: largest file the agent may write"},
 	)
+}
+
+// ioWeightNotEnforced is the row of an io weight this host cannot apply.
+func ioWeightNotEnforced(l policy.Limits, why string) LimitEnforcement {
+	return LimitEnforcement{Limit: "io_weight", Value: strconv.Itoa(int(l.IOWeight)), By: ByNotEnforced, Note: why}
+}
+
+// withIOWeightNote replaces the io_weight row by a not-enforced one when
+// the host has no weight that acts (Prepared.IOWeightNote).
+func withIOWeightNote(rows []LimitEnforcement, l policy.Limits, note string) []LimitEnforcement {
+	if note == "" {
+		return rows
+	}
+	for i := range rows {
+		if rows[i].Limit == "io_weight" {
+			rows[i] = ioWeightNotEnforced(l, note)
+		}
+	}
+	return rows
+}
+
+func ioDeclared(l policy.Limits) []string {
+	if l.IOWeight > 0 {
+		return []string{"io_weight"}
+	}
+	return nil
 }
 
 // BestEffortRlimits are the rlimits that approximate l when the container

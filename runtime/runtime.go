@@ -114,6 +114,9 @@ type Prepared struct {
 	// HostIdentity is set when Identity was translated into the ids of an
 	// outer user namespace; it keeps the host-side view for inspect.
 	HostIdentity *Identity `json:",omitempty"`
+	// IOWeightNote says why limits.io_weight is not enforced (then left
+	// out of Spec); "" when it is, or is not set.
+	IOWeightNote string `json:",omitempty"`
 }
 
 // Prepare resolves everything a plan needs on this host without creating
@@ -137,11 +140,11 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 	if err := checkWorkdir(p); err != nil {
 		return nil, err
 	}
-	s, err := Spec(p, id, cg)
+	s, ioNote, err := r.spec(p, id, cg)
 	if err != nil {
 		return nil, err
 	}
-	return &Prepared{Plan: p, Identity: id, CgroupsPath: cg, Spec: s}, nil
+	return &Prepared{Plan: p, Identity: id, CgroupsPath: cg, Spec: s, IOWeightNote: ioNote}, nil
 }
 
 // checkLimits refuses limits the host cannot enforce rather than dropping
@@ -151,7 +154,14 @@ func (r *Runtime) Prepare(p *policy.Plan, name string) (*Prepared, error) {
 // With limits.enforce: best-effort they are approximated instead (see
 // Enforcement), which inspect shows limit by limit.
 func (r *Runtime) checkLimits(p *policy.Plan, cgroupsPath string) error {
-	if p.Limits.IsZero() || !r.Host.Rootless() || p.Limits.BestEffort() || cgroupsPath != "" {
+	if err := r.checkTotal(p, cgroupsPath); err != nil {
+		return err
+	}
+	if why := r.ioWeightUnenforced(p, cgroupsPath); why != "" && !p.Limits.BestEffort() {
+		return fmt.Errorf("agent %s: limits.io_weight %d cannot be enforced: %s; or set limits.enforce: best-effort to run without it (inspect then says so), or remove io_weight from the agent file ('clawrun doctor' shows which limits this host enforces)",
+			p.Name, p.Limits.IOWeight, why)
+	}
+	if names, _ := limitNeeds(p.Limits); len(names) == 0 || !r.Host.Rootless() || p.Limits.BestEffort() || cgroupsPath != "" {
 		return nil
 	}
 	names, why := r.notDelegated(p)
@@ -167,20 +177,22 @@ func (r *Runtime) ensureRootlessCgroup(prep *Prepared) (*Prepared, error) {
 	if !r.Host.Rootless() || prep.CgroupsPath == "" {
 		return prep, nil
 	}
-	err := r.ensureCgroupParent(prep.CgroupsPath)
+	err := r.ensureCgroupParent(prep.CgroupsPath, prep.Plan.Limits.IOWeight > 0)
 	if err == nil {
 		return prep, nil
 	}
-	if l := prep.Plan.Limits; !l.IsZero() && !l.BestEffort() {
-		names, _ := limitNeeds(l)
+	if names, _ := limitNeeds(prep.Plan.Limits); len(names) > 0 && !prep.Plan.Limits.BestEffort() {
 		return nil, fmt.Errorf("agent %s: %s cannot be enforced rootless: %w", prep.Plan.Name, strings.Join(names, ", "), err)
 	}
-	s, serr := Spec(prep.Plan, prep.Identity, "")
+	if names, _ := totalNeeds(prep.Plan.Total); len(names) > 0 {
+		return nil, fmt.Errorf("agent %s: the host allowlist's %s cannot be enforced rootless: %w; limits.enforce: best-effort does not relax a host total ('clawrun doctor')", prep.Plan.Name, strings.Join(names, ", "), err)
+	}
+	s, ioNote, serr := r.spec(prep.Plan, prep.Identity, "")
 	if serr != nil {
 		return nil, serr
 	}
 	out := *prep
-	out.CgroupsPath, out.Spec = "", s
+	out.CgroupsPath, out.Spec, out.IOWeightNote = "", s, ioNote
 	return &out, nil
 }
 
@@ -231,6 +243,9 @@ type RunOptions struct {
 	EgressHosts map[string][]netip.Addr `json:"egress_hosts,omitempty"`
 	// NetLog is the egress connection log; empty means NetLogPath(Name).
 	NetLog string `json:"net_log,omitempty"`
+	// Exited, if set, receives how a foreground run's agent ended (exit
+	// code, signal, OOM kill), e.g. for serve to tell the chat.
+	Exited func(*ExitStatus) `json:"-"`
 }
 
 // Run creates and starts a container for the plan. Detached, it returns 0 as
@@ -255,6 +270,11 @@ func (r *Runtime) Run(p *policy.Plan, o RunOptions) (int, error) {
 		return -1, err
 	}
 	if prep, err = r.ensureRootlessCgroup(prep); err != nil {
+		return -1, err
+	}
+	// The host's total goes on the parent before the container exists
+	// below it, on every run, so the allowlist is always what holds.
+	if err := r.applyTotal(prep.Plan, prep.CgroupsPath); err != nil {
 		return -1, err
 	}
 	// A detached container is started by a child that stays behind as its
@@ -286,6 +306,7 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 	}
 	st, code, err := waitState(l.proc, sigs)
 	l.egress.Close()
+	r.foregroundExit(l.meta, st, o)
 	if o.Remove {
 		if derr := l.c.Destroy(); derr != nil && err == nil {
 			err = derr
@@ -293,8 +314,6 @@ func (r *Runtime) start(prep *Prepared, o RunOptions, rootless bool) (int, error
 		if derr := r.dropWritableRoot(prep.Plan); derr != nil && err == nil {
 			err = derr
 		}
-	} else {
-		r.recordExit(l.meta, st)
 	}
 	return code, err
 }

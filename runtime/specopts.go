@@ -266,8 +266,8 @@ func WithLimits(l policy.Limits) SpecOpt {
 			r.Memory = &specs.LinuxMemory{Limit: &limit, Swap: &swap}
 		}
 		if l.CPUs > 0 {
-			period := uint64(100000)
-			quota := int64(l.CPUs * float64(period))
+			period := uint64(cpuPeriod)
+			quota := cpuQuota(l.CPUs)
 			if quota < 1000 {
 				return fmt.Errorf("limits.cpus %v: below the kernel's minimum quota of 0.01 cores", l.CPUs)
 			}
@@ -276,6 +276,12 @@ func WithLimits(l policy.Limits) SpecOpt {
 		if l.Pids > 0 {
 			p := l.Pids
 			r.Pids = &specs.LinuxPids{Limit: &p}
+		}
+		if l.IOWeight > 0 {
+			// runc writes blkio.weight or blkio.bfq.weight on v1, and on v2
+			// io.bfq.weight or io.weight (converted from this range).
+			w := l.IOWeight
+			r.BlockIO = &specs.LinuxBlockIO{Weight: &w}
 		}
 		return nil
 	}

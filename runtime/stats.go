@@ -11,6 +11,8 @@ import (
 	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"github.com/containerd/cgroups/v3/cgroup1"
 	"github.com/containerd/cgroups/v3/cgroup2"
+
+	"github.com/clawrun/clawrun/policy"
 )
 
 // Usage is what a container's cgroup says it has used. A nil field is a
@@ -36,6 +38,35 @@ type Stats struct {
 	// Usage is nil when there is nothing to read; Note says why.
 	Usage *Usage `json:"usage"`
 	Note  string `json:"note,omitempty"`
+	// Parent marks the row of the cgroup holding all agents (Name
+	// ParentStatsName); Total is the host allowlist's cap on it, when set.
+	Parent bool           `json:"parent,omitempty"`
+	Total  *policy.Limits `json:"total,omitempty"`
+}
+
+// ParentStatsName names the parent's row in `clawrun stats`.
+const ParentStatsName = "(all agents)"
+
+// ParentStats reads the cgroup holding all agents of cgroup_parent
+// parent, with the host's total; ok is false when that cgroup does not
+// exist (no agent ran yet, or rootless without one).
+func (r *Runtime) ParentStats(cg CgroupReader, parent string, total policy.Limits) (s Stats, ok bool) {
+	path := r.ParentCgroup(parent)
+	if path == "" {
+		return s, false
+	}
+	u, err := cg.Read(path)
+	if errors.Is(err, ErrNoCgroup) {
+		return s, false
+	}
+	s = Stats{Name: ParentStatsName, Status: "uncapped", Cgroup: path, CgroupVersion: cg.Version(), Parent: true, Usage: u}
+	if err != nil {
+		s.Usage, s.Note = nil, err.Error()
+	}
+	if !total.IsZero() {
+		s.Status, s.Total = "capped", &total
+	}
+	return s, true
 }
 
 // ErrNoCgroup is returned by a CgroupReader when the cgroup does not exist
@@ -50,6 +81,8 @@ type CgroupReader interface {
 	// Read returns the counters of the cgroup at path, relative to the
 	// hierarchy root (Meta.CgroupsPath, e.g. "/clawrun/NAME").
 	Read(path string) (*Usage, error)
+	// Limits reads the limit files of the cgroup at path (parent_live.go).
+	Limits(path string) (*CgroupLimits, error)
 }
 
 // NewCgroupReader returns the reader for this host's cgroup hierarchy. A

@@ -16,6 +16,10 @@ type fakeCgroups struct {
 
 func (f fakeCgroups) Version() int { return f.version }
 
+// Limits: the stats tests read no limits (parent_live_test.go reads a fake
+// cgroupfs through the real readers).
+func (f fakeCgroups) Limits(string) (*CgroupLimits, error) { return nil, ErrNoCgroup }
+
 func (f fakeCgroups) Read(path string) (*Usage, error) {
 	if f.err != nil {
 		return nil, f.err

@@ -79,9 +79,19 @@ done | sort -u | while read -r lib; do
 	cp -L "$lib" "$IR$lib"
 done
 # overlayfs is a module in Debian kernels; clawrun uses it where it can.
-find "$WORK/kernel/lib/modules/$KVER" -name 'overlay.ko*' -exec cp {} "$IR/modules/" \; 2>/dev/null || true
-for m in "$IR"/modules/*.ko.xz; do [ -e "$m" ] && xz -d "$m"; done
-for m in "$IR"/modules/*.ko.zst; do [ -e "$m" ] && zstd -q -d --rm "$m"; done
+# null_blk (with configfs, which it needs; init loads them in name order)
+# gives the VM a blk-mq disk on which run.sh enables blk-iocost, so that
+# io.weight acts and limits.io_weight can be tested enforced.
+# BFQ waits in modules/later: run.sh loads it for its last stage only,
+# because once registered it takes the weight from blk-iocost.
+mkdir -p "$IR/modules/later"
+for m in overlay configfs null_blk bfq; do
+	to=$IR/modules
+	[ $m = bfq ] && to=$IR/modules/later
+	find "$WORK/kernel/lib/modules/$KVER" -name "$m.ko*" -exec cp {} "$to/" \; 2>/dev/null || true
+done
+for m in "$IR"/modules/*.ko.xz "$IR"/modules/later/*.ko.xz; do [ -e "$m" ] && xz -d "$m"; done
+for m in "$IR"/modules/*.ko.zst "$IR"/modules/later/*.ko.zst; do [ -e "$m" ] && zstd -q -d --rm "$m"; done
 printf 'root:x:0:0:root:/root:/bin/sh\nagent:x:1000:1000:agent:/home/agent:/bin/sh\n' > "$IR/etc/passwd"
 printf 'root:x:0:\nagent:x:1000:\n' > "$IR/etc/group"
 echo 'agent:100000:65536' > "$IR/etc/subuid"

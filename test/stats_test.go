@@ -179,7 +179,8 @@ func TestStats(t *testing.T) {
 	}
 
 	// All containers without names; an unknown name is an error.
-	if all := e.stats(); len(all) != 1 || all[0].Name != "busy" {
+	// Without names, a last row is the parent cgroup holding all agents.
+	if all := e.stats(); len(all) != 2 || all[0].Name != "busy" || all[1].Name != "(all agents)" || all[1].Cgroup != "/clawrun" {
 		t.Fatalf("stats without names: %+v", all)
 	}
 	if r := e.run("stats", "nosuch"); r.code == 0 || !strings.Contains(r.stderr, "no such container") {

@@ -10,6 +10,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/clawrun/clawrun/hostcheck"
+	"github.com/clawrun/clawrun/policy"
 )
 
 // Hidden probe modes: doctor re-executes clawrun inside a new user
@@ -28,8 +29,13 @@ func newDoctorCmd(g *globals) *cobra.Command {
 		Long: `doctor checks user namespaces, subordinate ids and newuidmap/newgidmap,
 cgroups and the controllers delegated to you, seccomp and libseccomp,
 unprivileged overlayfs, the kernel, and clawrun's state and data directories.
-Each line is OK, WARN (works with less) or FAIL, with the fix. The last line
-says which limits (memory, cpu, pids) this host enforces for you.
+Each line is OK, WARN (works with less) or FAIL, with the fix. The "total"
+line says whether the host allowlist caps all agents together (total:) and
+whether this host can enforce that cap: if it cannot, every run fails. The
+"io_weight" line says whether limits.io_weight acts here (CFQ, a disk on
+BFQ, or cgroup v2 io.weight with blk-iocost), WARN with the fix if not. The
+last lines say which limits (memory, cpu, pids, then io_weight) this host
+enforces for you.
 
 Exit status: 0 when agents can run, 1 when an essential check failed.`,
 		Args: cobra.ArbitraryArgs,
@@ -62,6 +68,7 @@ Exit status: 0 when agents can run, 1 when an essential check failed.`,
 				return hostcheck.ProbeInUserNS("/proc/self/exe", []string{"doctor", "--probe", probeOverlay, dir}, true)
 			}
 			rep := hostcheck.Run(h)
+			rep = withTotalCheck(rep)
 			out := cmd.OutOrStdout()
 			if asJSON {
 				if err := writeJSON(out, rep); err != nil {
@@ -82,6 +89,53 @@ Exit status: 0 when agents can run, 1 when an essential check failed.`,
 	return cmd
 }
 
+// withTotalCheck adds the host allowlist's total: a total this host
+// cannot enforce refuses every run, so it is an essential failure.
+func withTotalCheck(rep hostcheck.Report) hostcheck.Report {
+	c := hostcheck.Result{Check: "total"}
+	a, err := policy.FindAllowlist()
+	switch {
+	case err != nil:
+		c.Status, c.Detail, c.Fix = hostcheck.Fail, err.Error(), "fix the allowlist ('clawrun policy check' shows each problem)"
+		c.Essential = true
+	case a.Total.IsZero():
+		c.Detail = "no total in " + allowlistName(a) + ": agents under cgroup_parent " + a.ParentName() + " are capped only one by one"
+	default:
+		var set, miss []string
+		for _, l := range []struct {
+			name string
+			set  bool
+			ok   bool
+		}{{"memory", a.Total.MemoryBytes > 0, rep.Limits.Memory}, {"cpus", a.Total.CPUs > 0, rep.Limits.CPU}, {"pids", a.Total.Pids > 0, rep.Limits.Pids}} {
+			if !l.set {
+				continue
+			}
+			set = append(set, "total."+l.name)
+			if !l.ok {
+				miss = append(miss, "total."+l.name)
+			}
+		}
+		c.Detail = fmt.Sprintf("%s in %s (cgroup_parent %s)", strings.Join(set, ", "), allowlistName(a), a.ParentName())
+		if len(miss) > 0 {
+			c.Status, c.Essential = hostcheck.Fail, true
+			c.Detail += ": " + strings.Join(miss, ", ") + " cannot be enforced here (" + rep.Limits.Why + "), so every run is refused"
+			c.Fix = "enable the controllers for you (see the cgroups line), run as root, or remove total from the allowlist"
+			rep.CanRun = false
+		} else {
+			c.Detail += ": enforced on the parent cgroup at every run"
+		}
+	}
+	rep.Checks = append(rep.Checks, c)
+	return rep
+}
+
+func allowlistName(a *policy.Allowlist) string {
+	if a.Default {
+		return "the default allowlist"
+	}
+	return a.Path
+}
+
 func writeDoctor(w io.Writer, rep hostcheck.Report) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "STATUS\tCHECK\tDETAIL")
@@ -99,6 +153,7 @@ func writeDoctor(w io.Writer, rep hostcheck.Report) error {
 		return err
 	}
 	fmt.Fprintf(w, "\nlimits enforced for you: %s (%s)\n", limitsLine(rep.Limits), rep.Limits.Why)
+	fmt.Fprintf(w, "io_weight enforced for you: %s (%s)\n", yesNo(rep.Limits.IO), rep.Limits.IOWhy)
 	if rep.CanRun {
 		fmt.Fprintln(w, "agents can run on this host")
 	} else {
@@ -108,11 +163,12 @@ func writeDoctor(w io.Writer, rep hostcheck.Report) error {
 }
 
 func limitsLine(l hostcheck.Limits) string {
-	yn := func(b bool) string {
-		if b {
-			return "yes"
-		}
-		return "no"
+	return strings.Join([]string{"memory " + yesNo(l.Memory), "cpu " + yesNo(l.CPU), "pids " + yesNo(l.Pids)}, ", ")
+}
+
+func yesNo(b bool) string {
+	if b {
+		return "yes"
 	}
-	return strings.Join([]string{"memory " + yn(l.Memory), "cpu " + yn(l.CPU), "pids " + yn(l.Pids)}, ", ")
+	return "no"
 }

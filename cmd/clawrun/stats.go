@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/clawrun/clawrun/policy"
 	"github.com/clawrun/clawrun/runtime"
 )
 
@@ -25,8 +26,11 @@ func newStatsCmd(g *globals) *cobra.Command {
 		Short: "Show agents' cpu, memory, pids, OOM kills and cpu throttling from their cgroups",
 		Long: `stats reads each container's cgroup (v1 or v2): cpu time used, memory in use
 and its peak, processes, OOM kills, and how often a cpu quota throttled it.
-Without names it shows all of this user's containers. A rootless container on
-a cgroup v1 host has no cgroup of its own: its figures are "-", not zeros.`,
+Without names it shows all of this user's containers, and a last row
+"(all agents)" for the parent cgroup that holds them (the host allowlist's
+cgroup_parent) with its total cap, if the allowlist sets one ("parent": true
+in --json). A rootless container on a cgroup v1 host has no cgroup of its
+own: its figures are "-", not zeros.`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := g.runtime()
 			if err != nil {
@@ -38,6 +42,9 @@ a cgroup v1 host has no cgroup of its own: its figures are "-", not zeros.`,
 				list, err := rt.Stats(cg, args...)
 				if err != nil {
 					return err
+				}
+				if len(args) == 0 {
+					list = appendParentStats(rt, cg, list)
 				}
 				if asJSON {
 					return writeStatsJSON(out, list, watch)
@@ -96,6 +103,20 @@ func writeStatsJSON(w io.Writer, list []runtime.Stats, compact bool) error {
 	return enc.Encode(list)
 }
 
+// appendParentStats adds the row of the cgroup holding all agents, as the
+// allowlist in force names it. An allowlist that cannot be read is left to
+// run and policy check to report: stats still shows the agents.
+func appendParentStats(rt *runtime.Runtime, cg runtime.CgroupReader, list []runtime.Stats) []runtime.Stats {
+	a, err := policy.FindAllowlist()
+	if err != nil {
+		return list
+	}
+	if s, ok := rt.ParentStats(cg, a.CgroupParent, a.Total); ok {
+		list = append(list, s)
+	}
+	return list
+}
+
 func writeStatsTable(w io.Writer, list []runtime.Stats) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "NAME\tSTATUS\tCPU\tMEM\tMEM PEAK\tPIDS\tOOM KILLS\tTHROTTLED")
@@ -105,7 +126,11 @@ func writeStatsTable(w io.Writer, list []runtime.Stats) error {
 		if u == nil {
 			u = &runtime.Usage{}
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, s.Status,
+		status := s.Status
+		if s.Parent && s.Total != nil {
+			status = "cap " + totalCaps(*s.Total)
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", s.Name, status,
 			fmtOpt(u.CPUNanos, fmtCPU), fmtOpt(u.MemoryBytes, fmtBytes), fmtOpt(u.MemoryPeakBytes, fmtBytes),
 			fmtOpt(u.Pids, fmtCount), fmtOpt(u.OOMKills, fmtCount), fmtThrottle(u))
 		if s.Note != "" {
@@ -125,6 +150,21 @@ func writeStatsTable(w io.Writer, list []runtime.Stats) error {
 		fmt.Fprintf(w, "%s: %s\n", strings.Join(notes[k], ", "), k)
 	}
 	return nil
+}
+
+// totalCaps reads like the table's figures: "mem 1.0GiB, cpus 2, pids 200".
+func totalCaps(t policy.Limits) string {
+	var parts []string
+	if t.MemoryBytes > 0 {
+		parts = append(parts, "mem "+fmtBytes(uint64(t.MemoryBytes)))
+	}
+	if t.CPUs > 0 {
+		parts = append(parts, fmt.Sprintf("cpus %g", t.CPUs))
+	}
+	if t.Pids > 0 {
+		parts = append(parts, fmt.Sprintf("pids %d", t.Pids))
+	}
+	return strings.Join(parts, ", ")
 }
 
 func fmtOpt(v *uint64, f func(uint64) string) string {
