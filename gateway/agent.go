@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/json"
+	"fmt"
 	"log/slog"
 	"slices"
 	"strings"
@@ -94,7 +95,7 @@ func (a *agent) run(ctx context.Context) {
 		began := time.Now()
 		end := a.session(ctx, proc)
 		if ctx.Err() != nil {
-			a.log.Info("agent stopped", "code", end.code)
+			a.log.Info("agent stopped", "code", end.exit.Code)
 			return
 		}
 		if time.Since(began) >= a.g.o.BackoffMax {
@@ -102,7 +103,7 @@ func (a *agent) run(ctx context.Context) {
 		}
 		n := a.failures.Add(1)
 		d := a.backoff(n)
-		a.log.Warn("agent exited; restarting", "code", end.code, "err", end.err,
+		a.log.Warn("agent exited; restarting", "reason", a.exitReason(end), "code", end.exit.Code, "err", end.err,
 			"unanswered", len(end.unanswered), "failures", n, "retry_in", d)
 		if !sleep(ctx, d) {
 			return
@@ -111,9 +112,12 @@ func (a *agent) run(ctx context.Context) {
 }
 
 type sessionEnd struct {
-	code       int
-	err        error
-	unanswered []string
+	exit Exit
+	err  error
+	// closedOutput: the agent closed its stdout while it ran, and the
+	// gateway stopped it (it could no longer answer).
+	closedOutput bool
+	unanswered   []string
 }
 
 // flight is a message written to the agent and not yet answered.
@@ -154,7 +158,7 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 	var end sessionEnd
 	exited := make(chan struct{})
 	go func() {
-		end.code, end.err = proc.Wait()
+		end.exit, end.err = proc.Wait()
 		close(exited)
 	}()
 
@@ -182,7 +186,7 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 	stopping := false
 	ctxDone := ctx.Done()
 	exitedC := (<-chan struct{})(exited)
-	var stopTimer, graceTimer <-chan time.Time
+	var stopTimer, graceTimer, outputTimer <-chan time.Time
 	for replies != nil || exitedC != nil {
 		if !stopping && exitedC != nil && replies != nil && len(inflight) < a.conc {
 			a.dispatch(inflight, writes)
@@ -193,9 +197,9 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 			if !ok {
 				replies = nil
 				if exitedC != nil {
-					// stdout closed but the process lives on: it can no
-					// longer answer, so end it.
-					stopOnce()
+					// stdout closed, usually because the process is exiting;
+					// if it lives on, it can no longer answer: end it then.
+					outputTimer = time.After(exitGrace)
 				}
 				continue
 			}
@@ -203,6 +207,12 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 		case <-exitedC:
 			exitedC = nil
 			graceTimer = time.After(exitGrace)
+		case <-outputTimer:
+			if exitedC != nil {
+				// Its end is then serve's stop, which says nothing of why.
+				end.closedOutput = !stopping
+				stopOnce()
+			}
 		case <-graceTimer:
 			a.log.Warn("agent exited but its stdout stays open; ignoring further output")
 			replies = nil
@@ -231,7 +241,7 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 	// Only an exit of the agent's own counts against a message; a stop on
 	// shutdown (or the shutdown signal reaching the agent first) does not.
 	if !stopping && ctx.Err() == nil && len(end.unanswered) > 0 {
-		a.countAttempts(end.unanswered)
+		a.countAttempts(end.unanswered, a.exitReason(end))
 	}
 	return end
 }
@@ -392,31 +402,72 @@ func retryPost(ctx context.Context, o Options, log *slog.Logger, channel, thread
 }
 
 // countAttempts records that the agent exited while these messages were in
-// flight and gives up on those that reached MaxAttempts, telling the sender.
-func (a *agent) countAttempts(ids []string) {
+// flight, tells each sender what happened (why, and whether the message is
+// retried or given up after MaxAttempts) and gives up on those that reached
+// MaxAttempts. The count, the notices and the give-ups are one store record.
+func (a *agent) countAttempts(ids []string, reason string) {
 	o := a.g.o
-	counts, err := o.Store.AddAttempt(a.name, ids)
+	note := func(at Attempt) *Notice {
+		return &Notice{Channel: at.Entry.Message.Channel, Thread: at.Entry.Message.Thread,
+			Text: a.attemptNotice(reason, at)}
+	}
+	atts, err := o.Store.AddAttempt(a.name, ids, o.MaxAttempts, note)
 	if err != nil {
 		a.log.Error("count delivery attempts", "err", err)
 		return
 	}
-	pending, err := o.Store.Pending(a.name)
-	if err != nil {
-		a.log.Error("read queue", "err", err)
-		return
+	for _, at := range atts {
+		if at.GaveUp {
+			a.log.Error("gave up on a message after repeated agent failures", "id", at.Entry.Message.ID,
+				"attempts", at.Entry.Attempts, "reason", reason)
+		} else {
+			a.log.Warn("agent failed on a message; retrying it", "id", at.Entry.Message.ID,
+				"attempt", at.Entry.Attempts, "reason", reason)
+		}
 	}
-	for _, e := range pending {
-		n := counts[e.Message.ID]
-		if n < o.MaxAttempts {
-			continue
-		}
-		note := Notice{Channel: e.Message.Channel, Thread: e.Message.Thread, Text: "Agent " + a.name +
-			" stopped unexpectedly each time it was given this message, so it was dropped. The agent's log says why."}
-		if err := o.Store.Done(a.name, e.Message.ID, note); err != nil {
-			a.log.Error("give up on message", "id", e.Message.ID, "err", err)
-			continue
-		}
-		a.log.Error("gave up on a message after repeated agent crashes", "id", e.Message.ID, "attempts", n)
+	if len(atts) > 0 {
 		a.g.pokeOutbox()
 	}
+}
+
+// attemptNotice is what the sender of a message is told when the agent
+// ended while handling it. It never counts as the message's reply: a retry
+// that succeeds still answers it.
+func (a *agent) attemptNotice(reason string, at Attempt) string {
+	n, limit := at.Entry.Attempts, a.g.o.MaxAttempts
+	if at.GaveUp {
+		return fmt.Sprintf("Agent `%s` %s while handling this message (attempt %d of %d); giving up on this message. "+
+			"The agent's log has the details.", a.name, reason, n, limit)
+	}
+	return fmt.Sprintf("Agent `%s` %s while handling this message; restarting it and retrying (attempt %d of %d).",
+		a.name, reason, n+1, limit)
+}
+
+// exitReason says in a chat user's terms why a run of the agent ended.
+func (a *agent) exitReason(end sessionEnd) string {
+	switch e := end.exit; {
+	case end.err != nil:
+		return "could not be run"
+	case end.closedOutput:
+		return "closed its output and was stopped"
+	case e.OOMKilled:
+		if m := a.plan.Limits.MemoryBytes; m > 0 {
+			return "ran out of memory (limit " + memSize(m) + ")"
+		}
+		return "ran out of memory"
+	case e.Signal != "":
+		return "was killed by " + e.Signal
+	case e.Code == 0:
+		return "exited without answering"
+	default:
+		return fmt.Sprintf("crashed (exit code %d)", e.Code)
+	}
+}
+
+// memSize renders a memory limit in MiB, as agent files usually give it.
+func memSize(n int64) string {
+	if n%(1<<20) == 0 {
+		return fmt.Sprintf("%dMiB", n>>20)
+	}
+	return fmt.Sprintf("%d bytes", n)
 }

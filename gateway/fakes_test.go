@@ -117,6 +117,16 @@ type fakeAgent struct {
 	sc     *bufio.Scanner
 	out    io.Writer
 	killed <-chan struct{}
+	// ended, set by Die, is how the "container" ended instead of the
+	// program's exit code.
+	ended *Exit
+}
+
+// Die ends the program as the kernel would (an OOM kill, a signal): the
+// program returns what Die returns.
+func (a *fakeAgent) Die(e Exit) int {
+	a.ended = &e
+	return e.Code
 }
 
 // Next reads the next message; false at end of input.
@@ -195,10 +205,13 @@ func (r *procRunner) Start(_ context.Context, p *policy.Plan) (Process, error) {
 	r.running.Add(1)
 	go func() {
 		defer r.running.Add(-1)
-		code := fn(&fakeAgent{name: p.Name, run: run, sc: sc, out: outW, killed: killed})
+		fa := &fakeAgent{name: p.Name, run: run, sc: sc, out: outW, killed: killed}
+		fp.exit = Exit{Code: fn(fa)}
+		if fa.ended != nil {
+			fp.exit = *fa.ended
+		}
 		inR.Close()
 		outW.Close()
-		fp.code = code
 		close(fp.done)
 	}()
 	return fp, nil
@@ -210,16 +223,16 @@ type fakeProc struct {
 	outR   *io.PipeReader
 	outW   *io.PipeWriter
 	done   chan struct{}
-	code   int
+	exit   Exit
 	killed chan struct{}
 	once   sync.Once
 }
 
 func (p *fakeProc) Stdin() io.WriteCloser { return p.inW }
 func (p *fakeProc) Stdout() io.Reader     { return p.outR }
-func (p *fakeProc) Wait() (int, error) {
+func (p *fakeProc) Wait() (Exit, error) {
 	<-p.done
-	return p.code, nil
+	return p.exit, nil
 }
 
 func (p *fakeProc) Stop() error {

@@ -316,9 +316,13 @@ func TestRestartRedelivers(t *testing.T) {
 	h.send(msg(1, "first"))
 	h.send(msg(2, "boom"))
 	h.send(msg(3, "after"))
-	waitFor(t, "three replies", func() bool { return len(log.Posts()) == 3 })
-	if got := texts(log.Posts()); !slices.Equal(got, []string{"ok first", "ok boom", "ok after"}) {
+	waitFor(t, "three replies and a notice", func() bool { return len(log.Posts()) == 4 })
+	notices, replies := splitNotices(log.Posts())
+	if got := texts(replies); !slices.Equal(got, []string{"ok first", "ok boom", "ok after"}) {
 		t.Fatalf("replies %v", got)
+	}
+	if len(notices) != 1 || !strings.Contains(notices[0].Text, "crashed (exit code 2)") {
+		t.Fatalf("notices %+v, want one about the crash", notices)
 	}
 	if runner.Starts("a") != 2 {
 		t.Fatalf("%d starts, want 2", runner.Starts("a"))
@@ -354,10 +358,27 @@ func TestPoisonMessageGivenUp(t *testing.T) {
 		func(o *Options) { o.MaxAttempts = 3 })
 	h.send(msg(1, "poison"))
 	h.send(msg(2, "fine"))
-	waitFor(t, "notice and reply", func() bool { return len(log.Posts()) == 2 })
-	ps := log.Posts()
-	if !strings.Contains(ps[0].Text, "stopped unexpectedly each time") || ps[1].Text != "ok fine" {
-		t.Fatalf("posts %v", texts(ps))
+	// Two "retrying" notices, the give-up, and the answer to the next message.
+	waitFor(t, "notices and reply", func() bool { return len(log.Posts()) == 4 })
+	want := []string{
+		"Agent `a` crashed (exit code 1) while handling this message; restarting it and retrying (attempt 2 of 3).",
+		"Agent `a` crashed (exit code 1) while handling this message; restarting it and retrying (attempt 3 of 3).",
+		"Agent `a` crashed (exit code 1) while handling this message (attempt 3 of 3); giving up on this message. The agent's log has the details.",
+		"ok fine",
+	}
+	// Notices go through the outbox, in order, while the agent answers
+	// the next message: only the notices' order is fixed.
+	notices, replies := splitNotices(log.Posts())
+	if got := texts(notices); !slices.Equal(got, want[:3]) {
+		t.Fatalf("notices\n%q\nwant\n%q", got, want[:3])
+	}
+	if got := texts(replies); !slices.Equal(got, want[3:]) {
+		t.Fatalf("replies %q, want %q", got, want[3:])
+	}
+	for _, p := range notices {
+		if p.Channel != "C1" || p.Thread != msg(1, "").Message.Thread {
+			t.Fatalf("notice %+v not in the thread of the poison message", p)
+		}
 	}
 	if runner.Starts("a") != 4 {
 		t.Fatalf("%d starts, want 4 (3 crashes, then one that works)", runner.Starts("a"))

@@ -63,8 +63,22 @@ type Runner interface {
 type Process interface {
 	Stdin() io.WriteCloser
 	Stdout() io.Reader
-	// Wait blocks until the agent exits and returns its exit code.
-	Wait() (int, error)
+	// Wait blocks until the agent exits and returns how it ended; an
+	// error means it could not be run at all.
+	Wait() (Exit, error)
 	// Stop ends the agent and removes its container.
 	Stop() error
+}
+
+// Exit is how an agent's process ended: all the gateway needs to tell the
+// chat why an agent went away.
+type Exit struct {
+	// Code is the exit code, or 128+N when signal N killed the agent.
+	Code int
+	// Signal names the signal that killed the agent ("SIGKILL"), if one did.
+	Signal string
+	// OOMKilled: the kernel's OOM killer killed a process of the agent in
+	// its memory cgroup. Only a runner with a cgroup can tell (as root, or
+	// rootless on a delegated cgroup v2).
+	OOMKilled bool
 }

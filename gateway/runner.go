@@ -97,25 +97,48 @@ func (r *RuntimeRunner) Start(_ context.Context, p *policy.Plan) (Process, error
 	name := containerPrefix(p.Name) + hex.EncodeToString(suffix)
 	fmt.Fprintf(logf, "--- %s clawrun serve: starting container %s\n", time.Now().UTC().Format(time.RFC3339), name)
 
-	inR, inW := io.Pipe()
-	outR, outW := io.Pipe()
+	// Real pipes, not io.Pipe: the container gets their descriptors, so
+	// nothing copies between them. A copy from stdin would keep the run
+	// waiting after the agent exited (os/exec waits for its copiers, and
+	// stdin ends only at Stop); stdout ends when the agent's end closes.
+	inR, inW, err := os.Pipe()
+	if err != nil {
+		logf.Close()
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
+	outR, outW, err := os.Pipe()
+	if err != nil {
+		logf.Close()
+		inR.Close()
+		inW.Close()
+		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	}
 	rp := &runtimeProcess{r: r, name: name, stdin: inW, stdout: outR, done: make(chan struct{})}
 	go func() {
+		var st *runtime.ExitStatus
 		code, err := r.Runtime.Run(p, runtime.RunOptions{
 			Name: name, Remove: true, Stdin: inR, Stdout: outW, Stderr: logf, KeepSignals: true,
 			Secrets: r.Secrets, EgressHosts: r.EgressHosts,
 			// One connection log per agent, across restarts.
 			NetLog: filepath.Join(r.LogDir, p.Name+".net.log"),
+			Exited: func(e *runtime.ExitStatus) { st = e },
 		})
-		if err != nil {
+		exit := Exit{Code: code}
+		switch {
+		case err != nil:
 			fmt.Fprintf(logf, "--- clawrun serve: container %s: %v\n", name, err)
-		} else {
+		case st != nil:
+			exit = Exit{Code: st.Code, Signal: st.Signal, OOMKilled: st.OOMKilled}
+			// "oom-killed", "killed (SIGKILL)", "exited (3)", as ps shows it.
+			fmt.Fprintf(logf, "--- %s clawrun serve: container %s %s (code %d)\n",
+				st.At.Format(time.RFC3339), name, st.Text, st.Code)
+		default:
 			fmt.Fprintf(logf, "--- clawrun serve: container %s exited with code %d\n", name, code)
 		}
 		inR.Close()
 		outW.Close()
 		logf.Close()
-		rp.code, rp.err = code, err
+		rp.exit, rp.err = exit, err
 		close(rp.done)
 	}()
 	return rp, nil
@@ -124,10 +147,10 @@ func (r *RuntimeRunner) Start(_ context.Context, p *policy.Plan) (Process, error
 type runtimeProcess struct {
 	r      *RuntimeRunner
 	name   string
-	stdin  *io.PipeWriter
-	stdout *io.PipeReader
+	stdin  *os.File
+	stdout *os.File
 	done   chan struct{}
-	code   int
+	exit   Exit
 	err    error
 	stop   sync.Once
 }
@@ -136,9 +159,9 @@ func (p *runtimeProcess) Name() string          { return p.name }
 func (p *runtimeProcess) Stdin() io.WriteCloser { return p.stdin }
 func (p *runtimeProcess) Stdout() io.Reader     { return p.stdout }
 
-func (p *runtimeProcess) Wait() (int, error) {
+func (p *runtimeProcess) Wait() (Exit, error) {
 	<-p.done
-	return p.code, p.err
+	return p.exit, p.err
 }
 
 // Stop closes the agent's input, gives it StopTimeout to exit, then stops
@@ -146,6 +169,10 @@ func (p *runtimeProcess) Wait() (int, error) {
 func (p *runtimeProcess) Stop() error {
 	var err error
 	p.stop.Do(func() {
+		// Once the agent is gone, so is the last use of its output; a
+		// reader still blocked on it (a leftover child holding the other
+		// end) returns.
+		defer p.stdout.Close()
 		p.stdin.Close()
 		select {
 		case <-p.done:

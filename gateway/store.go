@@ -447,16 +447,32 @@ func (s *Store) Done(agent, id string, notices ...Notice) error {
 	return nil
 }
 
-// AddAttempt counts one failed delivery for each of the agent's messages
-// and returns the new counts.
-func (s *Store) AddAttempt(agent string, ids []string) (map[string]int, error) {
-	counts := map[string]int{}
+// Attempt is a delivery that ended with the agent exiting before it
+// answered.
+type Attempt struct {
+	// Entry is the message, its Attempts counting this delivery.
+	Entry Entry
+	// GaveUp: the message reached the limit of attempts and was removed
+	// from the queue.
+	GaveUp bool
+}
+
+// AddAttempt records that the agent ended while the messages ids were in
+// flight: one more attempt for each, the removal of those that reached
+// maxAttempts (given up), and the notice that note returns for each (nil
+// for none). It is one log record, so that a restart neither repeats a
+// notice nor loses one: an attempt is counted with its notice queued, or
+// neither is.
+func (s *Store) AddAttempt(agent string, ids []string, maxAttempts int, note func(Attempt) *Notice) ([]Attempt, error) {
+	var out []Attempt
 	err := s.change(func(st *state) (*change, error) {
+		out = nil
 		q := st.agents[agent]
 		if q == nil {
 			return nil, nil
 		}
 		c := &change{}
+		var notices []Notice
 		for _, id := range ids {
 			seq, ok := q.ids[id]
 			if !ok {
@@ -466,16 +482,28 @@ func (s *Store) AddAttempt(agent string, ids []string) (map[string]int, error) {
 			if !ok {
 				continue
 			}
-			n := q.entries[i].Entry.Attempts + 1
-			c.Attempts = append(c.Attempts, attempts{Agent: agent, ID: id, N: n})
-			counts[id] = n
+			at := Attempt{Entry: q.entries[i].Entry}
+			at.Entry.Attempts++
+			at.GaveUp = at.Entry.Attempts >= maxAttempts
+			if at.GaveUp {
+				c.Done = append(c.Done, doneRef{Agent: agent, ID: id})
+			} else {
+				c.Attempts = append(c.Attempts, attempts{Agent: agent, ID: id, N: at.Entry.Attempts})
+			}
+			if note != nil {
+				if n := note(at); n != nil {
+					notices = append(notices, *n)
+				}
+			}
+			out = append(out, at)
 		}
+		c.Notices = outboxItems(st, notices)
 		return c, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("count delivery attempts of agent %s: %w", agent, err)
 	}
-	return counts, nil
+	return out, nil
 }
 
 // Outbox returns the notices not yet posted, oldest first.

@@ -143,7 +143,9 @@ func someChanges(t *testing.T, s *Store, base int) {
 			t.Fatal(err)
 		}
 	}
-	if _, err := s.AddAttempt("a", []string{msg(base+1, "").Message.ID}); err != nil {
+	if _, err := s.AddAttempt("a", []string{msg(base+1, "").Message.ID}, 5, func(at Attempt) *Notice {
+		return &Notice{Channel: "C1", Text: "attempt " + at.Entry.Message.ID}
+	}); err != nil {
 		t.Fatal(err)
 	}
 	if err := s.Done("b", msg(base, "").Message.ID, Notice{Channel: "C1", Text: "gave up"}); err != nil {

@@ -1,6 +1,7 @@
 package runtime
 
 import (
+	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -64,6 +65,26 @@ func newExitStatus(ws syscall.WaitStatus, oomKills uint64) *ExitStatus {
 // detached container, appends a line to its log. The cgroup still exists
 // until the container is removed, so its OOM counter is read here.
 func (r *Runtime) recordExit(m *Meta, st *os.ProcessState) *ExitStatus {
+	e := exitStatus(m, st)
+	if e == nil {
+		return nil
+	}
+	m.Exit = e
+	if _, err := os.Stat(filepath.Join(r.StateDir, m.Name)); err == nil {
+		_ = writeMeta(r.StateDir, m)
+	}
+	if m.Log != "" {
+		if f, err := os.OpenFile(m.Log, os.O_WRONLY|os.O_APPEND, 0); err == nil {
+			fmt.Fprintf(f, "--- %s clawrun: container %s %s\n", e.At.Format(time.RFC3339), m.Name, e.Text)
+			f.Close()
+		}
+	}
+	return e
+}
+
+// exitStatus is how the container's agent ended, with the OOM counter of
+// its cgroup, which must still exist.
+func exitStatus(m *Meta, st *os.ProcessState) *ExitStatus {
 	if st == nil {
 		return nil
 	}
@@ -77,18 +98,32 @@ func (r *Runtime) recordExit(m *Meta, st *os.ProcessState) *ExitStatus {
 			ooms = *u.OOMKills
 		}
 	}
-	e := newExitStatus(ws, ooms)
-	m.Exit = e
-	if _, err := os.Stat(filepath.Join(r.StateDir, m.Name)); err == nil {
-		_ = writeMeta(r.StateDir, m)
+	return newExitStatus(ws, ooms)
+}
+
+// foregroundExit hands how a foreground run's agent ended to o.Exited (a
+// supervisor such as `clawrun serve` tells the chat why its agent is gone)
+// and records it in a container that is kept. It runs before the container
+// is destroyed: the OOM counter goes with the cgroup.
+func (r *Runtime) foregroundExit(m *Meta, st *os.ProcessState, o RunOptions) {
+	var e *ExitStatus
+	if o.Remove {
+		e = exitStatus(m, st) // the state goes with the container: no record
+	} else {
+		e = r.recordExit(m, st)
 	}
-	if m.Log != "" {
-		if f, err := os.OpenFile(m.Log, os.O_WRONLY|os.O_APPEND, 0); err == nil {
-			fmt.Fprintf(f, "--- %s clawrun: container %s %s\n", e.At.Format(time.RFC3339), m.Name, e.Text)
-			f.Close()
-		}
+	if e != nil && o.Exited != nil {
+		o.Exited(e)
 	}
-	return e
+}
+
+// nestedExit hands the exit status that the child of a nested foreground
+// run reported to o.Exited.
+func nestedExit(result []byte, o RunOptions) {
+	var res nestedResult
+	if o.Exited != nil && json.Unmarshal(result, &res) == nil && res.Exit != nil {
+		o.Exited(res.Exit)
+	}
 }
 
 // lockState takes the lock that says "someone waits for this container's

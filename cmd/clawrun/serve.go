@@ -57,6 +57,11 @@ also holds the values of the agents' secrets (secrets: in the agent file);
 an agent's egress proxy injects them, and its connection log goes to
 DATA/logs/AGENT.net.log ('clawrun logs --net AGENT').
 
+If an agent dies while it handles a message (a crash, a signal, an OOM kill
+at its memory limit), the message's thread is told why and that the agent is
+restarted and the message retried, or, after 5 attempts, given up; the
+reason is also in serve's log and the agent's log.
+
 serve runs until SIGINT or SIGTERM, then gives each agent end of input and a
 few seconds to finish its message before stopping it. Progress goes to stderr.`,
 		Example: `  clawrun serve                        # every agent with a slack section

@@ -240,6 +240,22 @@ func (s *Server) WaitPosts(n int, timeout time.Duration) ([]Post, error) {
 	return s.Posts(), err
 }
 
+// WaitPost waits until a post for which match is true was made and
+// returns it (the first such post); what names it in the timeout error.
+func (s *Server) WaitPost(timeout time.Duration, what string, match func(Post) bool) (Post, error) {
+	var found Post
+	err := s.waitFor(timeout, what, func() bool {
+		for _, p := range s.posts {
+			if match(p) {
+				found = p
+				return true
+			}
+		}
+		return false
+	})
+	return found, err
+}
+
 // Reactions returns the reactions currently on messages.
 func (s *Server) Reactions() []Reaction {
 	s.mu.Lock()
