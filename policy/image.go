@@ -8,21 +8,22 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	"gopkg.in/yaml.v3"
+
+	"github.com/clawrun/clawrun/rootfs"
 )
 
-// Local image transports (agents.NAME.image); anything else is a registry
-// reference. The rootfs package reads them; policy only checks the path.
-const (
-	imageOCILayout     = "oci-layout:"
-	imageDockerArchive = "docker-archive:"
-)
-
-// fileSet records what the agent file set itself, so an image's config
-// fills in only the rest (WithImage).
+// fileSet records what the agent file (or the ad-hoc flags) set itself, so
+// an image's config fills in only the rest (WithImage).
 type fileSet struct {
-	command bool
-	workdir bool
-	env     map[string]string
+	command bool // the agent file's command: replaces Entrypoint and Cmd
+	// cmd (ad hoc: CMD after --) replaces the image's Cmd and keeps its
+	// Entrypoint; entrypoint (ad hoc: --entrypoint, set when entrySet)
+	// replaces the Entrypoint and drops the image's Cmd, as in docker.
+	cmd        []string
+	entrypoint []string
+	entrySet   bool
+	workdir    bool
+	env        map[string]string
 }
 
 // image checks agents.NAME.image. A registry reference is only parsed (no
@@ -48,17 +49,9 @@ func resolveImage(base, s string, ck *checker) (string, *issue, error) {
 	if err := checkPathChars(s); err != nil {
 		return "", nil, fmt.Errorf("%q %v", s, err)
 	}
-	for _, t := range []string{imageOCILayout, imageDockerArchive} {
-		rest, ok := strings.CutPrefix(s, t)
-		if !ok {
-			continue
-		}
-		digest := ""
-		if i := strings.LastIndex(rest, "@sha256:"); t == imageOCILayout && i >= 0 {
-			rest, digest = rest[:i], rest[i:]
-		}
+	if t, rest, pick, ok := rootfs.SplitLocal(s); ok {
 		if rest == "" {
-			return "", nil, fmt.Errorf("%q names no path: write %s./path", s, t)
+			return "", nil, fmt.Errorf("%q names no path: write %s:./path", s, t)
 		}
 		r, err := resolveHost(base, rest)
 		if err != nil {
@@ -68,15 +61,15 @@ func resolveImage(base, s string, ck *checker) (string, *issue, error) {
 		switch {
 		case err != nil:
 			return "", nil, fmt.Errorf("image %q: %w", s, err)
-		case t == imageOCILayout && !fi.IsDir():
+		case t == rootfs.TransportOCILayout && !fi.IsDir():
 			return "", nil, fmt.Errorf("image %q (%s) is not a directory: an OCI image layout is a directory holding index.json and blobs/", s, r)
-		case t == imageDockerArchive && !fi.Mode().IsRegular():
+		case t == rootfs.TransportDockerArchive && !fi.Mode().IsRegular():
 			return "", nil, fmt.Errorf("image %q (%s) is not a file: a docker-archive is the tarball docker save writes", s, r)
 		}
 		if is := ck.rootfs(rest, r); is != nil {
 			return "", is, nil
 		}
-		return t + r + digest, nil, nil
+		return t + ":" + r + pick, nil, nil
 	}
 	if _, err := name.ParseReference(s); err != nil {
 		return "", nil, fmt.Errorf("invalid image reference %q: %v: write e.g. alpine:3.20, registry.example.com/team/agent@sha256:…, oci-layout:./dir or docker-archive:./image.tar", s, err)
@@ -98,7 +91,9 @@ type ImageDefaults struct {
 // agent file leaves out:
 //   - command: the file's command replaces Entrypoint and Cmd as a whole
 //     (as does `clawrun run AGENT -- CMD`); without one the agent runs
-//     Entrypoint followed by Cmd.
+//     Entrypoint followed by Cmd. Ad hoc (`clawrun run --image REF -- CMD`)
+//     follows docker instead: CMD replaces Cmd only, and --entrypoint
+//     replaces Entrypoint and drops the image's Cmd.
 //   - env: the image's variables, each overridden by the file's; PATH and
 //     HOME defaulted when neither sets them.
 //   - workdir: the file's, else the image's WorkingDir, else /.
@@ -110,9 +105,16 @@ func (p *Plan) WithImage(rootfs, id string, d ImageDefaults) (*Plan, error) {
 	c := *p
 	c.Rootfs, c.ImageID = rootfs, id
 	if !p.set.command {
-		argv := append(append([]string(nil), d.Entrypoint...), d.Cmd...)
+		entry, cmd := d.Entrypoint, d.Cmd
+		if p.set.entrySet {
+			entry, cmd = p.set.entrypoint, nil
+		}
+		if p.set.cmd != nil {
+			cmd = p.set.cmd
+		}
+		argv := append(append([]string(nil), entry...), cmd...)
 		if len(argv) == 0 || argv[0] == "" {
-			return nil, fmt.Errorf("agent %s: image %s has neither Entrypoint nor Cmd: set command: in the agent file", p.Name, p.Image)
+			return nil, fmt.Errorf("agent %s: image %s has neither Entrypoint nor Cmd: give the command (command: in the agent file, or -- CMD... on the command line)", p.Name, p.Image)
 		}
 		for _, a := range argv {
 			if err := checkArg(a); err != nil {

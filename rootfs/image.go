@@ -12,14 +12,12 @@ import (
 	"hash"
 	"io"
 	"path/filepath"
-	goruntime "runtime"
 	"strings"
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/google/go-containerregistry/pkg/v1/layout"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
-	"github.com/google/go-containerregistry/pkg/v1/tarball"
 	"github.com/klauspost/compress/zstd"
 )
 
@@ -34,12 +32,39 @@ const (
 // ImageRef is a parsed image reference: a registry reference
 // ("alpine:3.20", "host:5000/app@sha256:…"), an OCI image layout directory
 // ("oci-layout:DIR" or "oci-layout:DIR@sha256:…" to pick one manifest) or a
-// docker-archive tarball ("docker-archive:FILE", as written by docker save).
+// docker-archive tarball ("docker-archive:FILE", as written by docker save;
+// "docker-archive:FILE:TAG" or "docker-archive:FILE@sha256:ID" to pick one
+// image of several).
 type ImageRef struct {
 	Transport string
 	Path      string         // local transports: absolute path
-	Digest    string         // oci-layout: the manifest to pick, if given
+	Digest    string         // oci-layout: the manifest to pick; docker-archive: the image ID
+	Tag       string         // docker-archive: the tag (RepoTags) to pick, as written
 	Name      name.Reference // registry
+}
+
+// SplitLocal splits a reference of a local transport into its transport,
+// its path as written and what picks one image inside ("@sha256:…" or,
+// for docker-archive, ":TAG"). ok is false for registry references. A
+// docker-archive FILE cannot contain ':' (the first one starts the TAG,
+// which may hold more, as in "docker-archive:x.tar:host:5000/app:v1").
+// It only splits: the policy package resolves the path against the agent
+// file's directory, ParseImageRef against the current one.
+func SplitLocal(s string) (transport, path, pick string, ok bool) {
+	for _, t := range []string{TransportOCILayout, TransportDockerArchive} {
+		rest, found := strings.CutPrefix(s, t+":")
+		if !found {
+			continue
+		}
+		if i := strings.LastIndex(rest, "@sha256:"); i >= 0 {
+			return t, rest[:i], rest[i:], true
+		}
+		if i := strings.IndexByte(rest, ':'); t == TransportDockerArchive && i >= 0 {
+			return t, rest[:i], rest[i:], true
+		}
+		return t, rest, "", true
+	}
+	return "", "", "", false
 }
 
 // ParseImageRef parses s. Relative paths of local transports are taken from
@@ -51,19 +76,19 @@ func ParseImageRef(s string) (ImageRef, error) {
 	if strings.ContainsAny(s, "\x00\n") {
 		return ImageRef{}, fmt.Errorf("image reference %q contains a NUL byte or newline", s)
 	}
-	for _, t := range []string{TransportOCILayout, TransportDockerArchive} {
-		rest, ok := strings.CutPrefix(s, t+":")
-		if !ok {
-			continue
-		}
+	if t, rest, pick, ok := SplitLocal(s); ok {
 		r := ImageRef{Transport: t}
-		if t == TransportOCILayout {
-			if i := strings.LastIndex(rest, "@sha256:"); i >= 0 {
-				if _, err := v1.NewHash(rest[i+1:]); err != nil {
-					return ImageRef{}, fmt.Errorf("image reference %q: bad digest: %w", s, err)
-				}
-				rest, r.Digest = rest[:i], rest[i+1:]
+		switch {
+		case strings.HasPrefix(pick, "@"):
+			if _, err := v1.NewHash(pick[1:]); err != nil {
+				return ImageRef{}, fmt.Errorf("image reference %q: bad digest: %w", s, err)
 			}
+			r.Digest = pick[1:]
+		case pick != "":
+			if _, err := name.NewTag(pick[1:]); err != nil {
+				return ImageRef{}, fmt.Errorf("image reference %q: bad tag %q: %w: write docker-archive:FILE:NAME:TAG, e.g. docker-archive:./images.tar:alpine:3.20", s, pick[1:], err)
+			}
+			r.Tag = pick[1:]
 		}
 		if rest == "" {
 			return ImageRef{}, fmt.Errorf("image reference %q names no path: write %s:./path", s, t)
@@ -88,10 +113,12 @@ func (r ImageRef) String() string {
 	switch r.Transport {
 	case TransportRegistry:
 		return r.Name.Name()
-	case TransportOCILayout:
-		if r.Digest != "" {
-			return r.Transport + ":" + r.Path + "@" + r.Digest
-		}
+	}
+	switch {
+	case r.Digest != "":
+		return r.Transport + ":" + r.Path + "@" + r.Digest
+	case r.Tag != "":
+		return r.Transport + ":" + r.Path + ":" + r.Tag
 	}
 	return r.Transport + ":" + r.Path
 }
@@ -117,52 +144,86 @@ type ImageConfig struct {
 type source struct {
 	img      v1.Image
 	manifest string // manifest digest; "" for docker-archive (synthesised)
+	// top is what a registry served for the reference: the manifest, or
+	// the index the manifest was picked from. A reference by digest names
+	// top, not the platform's manifest.
+	top string
 	// compressed: layers are checked against the manifest's digests and
 	// sizes; docker-archive has no manifest digests, only diff IDs.
 	compressed bool
+	platform   v1.Platform // the platform asked for: the config must match
+	wantID     string      // docker-archive@sha256:ID: the config must hash to it
 }
 
-// open resolves ref to one image. Registry pulls use the keychain (by
-// default ~/.docker/config.json and its credential helpers).
+// open resolves ref to one image, for the store's platform. Registry pulls
+// use the keychain (by default ~/.docker/config.json and its credential
+// helpers).
 func (s *Store) open(ctx context.Context, ref ImageRef) (*source, error) {
+	plat := s.platform()
+	var src *source
+	var err error
 	switch ref.Transport {
 	case TransportRegistry:
-		opts := []remote.Option{
-			remote.WithContext(ctx),
-			remote.WithAuthFromKeychain(s.keychain()),
-			remote.WithPlatform(hostPlatform()),
-		}
-		if s.Transport != nil {
-			opts = append(opts, remote.WithTransport(s.Transport))
-		}
-		img, err := remote.Image(ref.Name, opts...)
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
-		}
-		d, err := img.Digest()
-		if err != nil {
-			return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
-		}
-		return &source{img: img, manifest: d.String(), compressed: true}, nil
+		src, err = s.openRemote(ctx, ref, plat)
 	case TransportOCILayout:
-		return openLayout(ref)
+		src, err = openLayout(ref, plat)
 	case TransportDockerArchive:
-		img, err := tarball.ImageFromPath(ref.Path, nil)
-		if err != nil {
-			return nil, fmt.Errorf("docker-archive %s: %w (it must be a docker save tarball holding one image)", ref.Path, err)
-		}
-		return &source{img: img}, nil
+		src, err = openArchive(ref)
+	default:
+		err = fmt.Errorf("unknown image transport %q", ref.Transport)
 	}
-	return nil, fmt.Errorf("unknown image transport %q", ref.Transport)
+	if err != nil {
+		return nil, err
+	}
+	src.platform = plat
+	return src, nil
 }
 
-func hostPlatform() v1.Platform {
-	return v1.Platform{OS: "linux", Architecture: goruntime.GOARCH}
+// openRemote fetches what the registry has for ref and, for an index,
+// picks the manifest of plat itself (rather than remote.Image's platform
+// option) so a missing platform can be reported with the ones offered.
+func (s *Store) openRemote(ctx context.Context, ref ImageRef, plat v1.Platform) (*source, error) {
+	opts := []remote.Option{
+		remote.WithContext(ctx),
+		remote.WithAuthFromKeychain(s.keychain()),
+	}
+	if s.Transport != nil {
+		opts = append(opts, remote.WithTransport(s.Transport))
+	}
+	desc, err := remote.Get(ref.Name, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
+	}
+	var img v1.Image
+	if desc.MediaType.IsIndex() {
+		idx, err := desc.ImageIndex()
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
+		}
+		im, err := idx.IndexManifest()
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: index: %w", ref.Name, err)
+		}
+		pick, err := pickPlatform(im.Manifests, plat)
+		if err != nil {
+			return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
+		}
+		if img, err = idx.Image(pick.Digest); err != nil {
+			return nil, fmt.Errorf("pull %s: %s manifest %s: %w", ref.Name, plat, pick.Digest, err)
+		}
+	} else if img, err = desc.Image(); err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
+	}
+	d, err := img.Digest()
+	if err != nil {
+		return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
+	}
+	return &source{img: img, manifest: d.String(), top: desc.Digest.String(), compressed: true}, nil
 }
 
 // openLayout picks the image of an OCI layout: the one named by digest, or
-// the only one (for an index, the one for this host's platform).
-func openLayout(ref ImageRef) (*source, error) {
+// the only one (for an index, the one for plat).
+func openLayout(ref ImageRef, plat v1.Platform) (*source, error) {
 	p, err := layout.FromPath(ref.Path)
 	if err != nil {
 		return nil, fmt.Errorf("oci-layout %s: %w (an OCI image layout directory holds index.json and blobs/)", ref.Path, err)
@@ -181,25 +242,24 @@ func openLayout(ref ImageRef) (*source, error) {
 		for i := range im.Manifests {
 			d := &im.Manifests[i]
 			names = append(names, d.Digest.String())
-			switch {
-			case ref.Digest != "" && d.Digest.String() == ref.Digest:
+			if ref.Digest != "" && d.Digest.String() == ref.Digest {
 				pick = d
-			case ref.Digest == "" && depth > 0 && d.Platform != nil && d.Platform.Satisfies(hostPlatform()):
-				if pick == nil {
-					pick = d
-				}
 			}
 		}
-		if pick == nil && ref.Digest == "" && len(im.Manifests) == 1 {
+		switch {
+		case pick != nil:
+		case ref.Digest == "" && len(im.Manifests) == 1:
 			pick = &im.Manifests[0]
-		}
-		if pick == nil {
-			if depth > 0 && ref.Digest == "" {
-				return nil, fmt.Errorf("oci-layout %s: no image for %s in its index", ref.Path, hostPlatform())
+		case ref.Digest == "" && (depth > 0 || allPlatforms(im.Manifests)):
+			// A nested index (or one named by digest), or a top
+			// index whose every entry names its platform, is a
+			// multi-platform image: choose by platform.
+			if pick, err = pickPlatform(im.Manifests, plat); err != nil {
+				return nil, fmt.Errorf("oci-layout %s: %w", ref.Path, err)
 			}
-			if ref.Digest != "" && depth == 0 {
-				return nil, fmt.Errorf("oci-layout %s holds no manifest %s (it holds %s)", ref.Path, ref.Digest, strings.Join(names, ", "))
-			}
+		case ref.Digest != "":
+			return nil, fmt.Errorf("oci-layout %s holds no manifest %s (it holds %s)", ref.Path, ref.Digest, strings.Join(names, ", "))
+		default:
 			return nil, fmt.Errorf("oci-layout %s holds %d manifests: pick one with oci-layout:%s@DIGEST (one of %s)", ref.Path, len(names), ref.Path, strings.Join(names, ", "))
 		}
 		if pick.MediaType.IsIndex() {
@@ -251,11 +311,11 @@ func (src *source) config() (id string, cf *v1.ConfigFile, err error) {
 	if err != nil {
 		return "", nil, fmt.Errorf("image config: %w", err)
 	}
-	if cf.OS != "" && cf.OS != "linux" {
-		return "", nil, fmt.Errorf("image is for %s, not linux", cf.OS)
+	if src.wantID != "" && id != src.wantID {
+		return "", nil, fmt.Errorf("image config has digest %s, not the ID %s asked for: %w", id, src.wantID, ErrDigestMismatch)
 	}
-	if cf.Architecture != "" && cf.Architecture != goruntime.GOARCH {
-		return "", nil, fmt.Errorf("image is for %s, this host is %s: pull the %s variant", cf.Architecture, goruntime.GOARCH, goruntime.GOARCH)
+	if err := checkPlatform(cf, src.platform); err != nil {
+		return "", nil, err
 	}
 	return id, cf, nil
 }

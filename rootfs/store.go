@@ -35,10 +35,10 @@ import (
 // complete or absent: unpacking happens in tmp/ and a failed pull (digest
 // mismatch, truncated blob, unsafe entry, size bound) leaves nothing behind.
 //
-// Files of a base belong to the user who unpacked it (see unpacker): in a
-// container with a single-id map they all appear owned by root; with
-// subordinate ids by the agent's own uid (the invoking user), and other
-// users of the image (a root-owned 0600 file) cannot be told apart.
+// A store either keeps the image's ownership through one container id map
+// (Map set: "mapped" bases, under MappedStoreDir) or leaves every file the
+// unpacking user's ("unpacker" bases: in a container with a single-id map
+// they all appear owned by root). See Ownership.
 type Store struct {
 	Dir string
 	// Keychain finds registry credentials; nil means authn.DefaultKeychain
@@ -52,6 +52,48 @@ type Store struct {
 	// Progress receives pull progress: a live line per layer on a
 	// terminal, a line per finished layer otherwise. Nil is silent.
 	Progress io.Writer
+	// Map, when set, makes the bases this store unpacks keep the image's
+	// uids and gids through it (ContainerID: the image's id, HostID: the
+	// host id), and is recorded in their image.json. Nil: "unpacker" bases.
+	Map *IDMap
+	// Chown is the map in the ids of the process that unpacks, when they
+	// are not host ids: rootless, the unpack runs in a user namespace
+	// holding the subordinate range, where host ids have other numbers.
+	// Nil: Map.
+	Chown *IDMap
+	// RemoveTree removes a base or an abandoned unpack for rm and prune;
+	// nil removes it here. Rootless, a mapped base's files belong to
+	// subordinate ids, which only a process in a user namespace holding
+	// the range can remove.
+	RemoveTree func(path string) error
+	// Platform is the one taken from an image index (and that an image
+	// must be for); nil means linux/<host arch>. See platform.go.
+	Platform *v1.Platform
+}
+
+// MappedStoreDir is where the store of bases mapped through m lives, below
+// the "unpacker" store in dir: one store (index, bases) per map, so that
+// agents whose maps differ never share a base.
+func MappedStoreDir(dir string, m IDMap) string {
+	return filepath.Join(dir, "mapped", m.Key())
+}
+
+// MappedStoreDirs lists the mapped stores below the store in dir.
+func MappedStoreDirs(dir string) ([]string, error) {
+	entries, err := os.ReadDir(filepath.Join(dir, "mapped"))
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("image store: %w", err)
+	}
+	var out []string
+	for _, e := range entries {
+		if e.IsDir() {
+			out = append(out, filepath.Join(dir, "mapped", e.Name()))
+		}
+	}
+	return out, nil
 }
 
 // OpenStore opens (creating if needed, mode 0700) the store in dir.
@@ -92,26 +134,36 @@ type imageRecord struct {
 	Ownership *Ownership `json:"ownership,omitempty"`
 }
 
-// OwnedByUnpacker is the one ownership mode of a base today: every file
+// OwnedByUnpacker is the ownership mode of a base where every file
 // belongs to the host user who unpacked it and the image's uids and gids
-// are not applied (see unpacker). A base is shared by every agent naming
-// the image whatever its user-namespace map, which this mode allows: no
-// container id is assumed when unpacking. A mode that applies the image's
-// ids through a subordinate range would tie the base to one container map
-// (the agent uid kept as the invoking user shifts the ids around it), and
-// would have to be recorded here with the range and the kept id, and
-// checked against the agent's identity before it runs.
+// are not applied (see unpacker): what a single-id map can offer, since it
+// has no other id to give a file. No container id is assumed when
+// unpacking, so such a base fits any container map.
 const OwnedByUnpacker = "unpacker"
 
 // Ownership records whose ids the files of a base carry on the host.
 type Ownership struct {
-	Mode string `json:"mode"` // OwnedByUnpacker
-	UID  int    `json:"uid"`  // the host user who unpacked the base
-	GID  int    `json:"gid"`
+	Mode string `json:"mode"` // OwnedByUnpacker or OwnedByMap
+	// UID and GID: the host user who unpacked the base ("unpacker"), or
+	// the host ids of the image's root ("mapped").
+	UID int `json:"uid"`
+	GID int `json:"gid"`
+	// Map is the container map the image's ids went through ("mapped").
+	Map *IDMap `json:"map,omitempty"`
+	// Unmapped counts entries whose ids the map lacks: they belong to
+	// nobody:nogroup (65534), as the container would show them anyway.
+	Unmapped int `json:"unmapped,omitempty"`
 }
 
 // String reads like an inspect line.
 func (o Ownership) String() string {
+	if o.Mode == OwnedByMap && o.Map != nil {
+		s := fmt.Sprintf("image uids and gids kept through the map %s (image root is host %d:%d)", o.Map, o.UID, o.GID)
+		if o.Unmapped > 0 {
+			s += fmt.Sprintf("; %d entries had ids beyond the map and belong to nobody:nogroup", o.Unmapped)
+		}
+		return s
+	}
 	return fmt.Sprintf("image uids and gids not applied: every file belongs to host %d:%d, who unpacked the base", o.UID, o.GID)
 }
 
@@ -186,7 +238,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (*Image, error) {
 		return nil, err
 	}
 	if r.Transport == TransportRegistry {
-		if img, err := s.Get(r.String()); err == nil {
+		if img, err := s.Get(r.String()); err == nil && s.fits(img) {
 			return img, nil
 		}
 	}
@@ -196,7 +248,7 @@ func (s *Store) Resolve(ctx context.Context, ref string) (*Image, error) {
 func (s *Store) pull(ctx context.Context, r ImageRef) (*Image, error) {
 	if r.pinned() {
 		// Content named by digest never changes: no network if we have it.
-		if img, err := s.Get(r.String()); err == nil {
+		if img, err := s.Get(r.String()); err == nil && s.fits(img) {
 			return img, nil
 		}
 	}
@@ -208,8 +260,8 @@ func (s *Store) pull(ctx context.Context, r ImageRef) (*Image, error) {
 	if err != nil {
 		return nil, fmt.Errorf("%s: %w", r, err)
 	}
-	if r.pinned() && src.manifest != r.Name.Identifier() {
-		return nil, fmt.Errorf("%s: the registry served manifest %s: %w", r, src.manifest, ErrDigestMismatch)
+	if r.pinned() && src.top != r.Name.Identifier() {
+		return nil, fmt.Errorf("%s: the registry served manifest %s: %w", r, src.top, ErrDigestMismatch)
 	}
 	if _, err := s.readRecord(id); err != nil {
 		if err := s.unpack(ctx, r, src, id, cf); err != nil {
@@ -261,6 +313,18 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 		return err
 	}
 	u := newUnpacker(root, s.MaxSize, s.MaxEntries)
+	own := &Ownership{Mode: OwnedByUnpacker, UID: os.Geteuid(), GID: os.Getegid()}
+	if s.Map != nil {
+		u.chown = s.Map
+		if s.Chown != nil {
+			u.chown = s.Chown
+		}
+		if err := u.own(root, 0, 0); err != nil {
+			return err
+		}
+		own = &Ownership{Mode: OwnedByMap, Map: s.Map}
+		own.UID, own.GID, _, _ = s.Map.Owner(0, 0)
+	}
 	prog := newProgress(s.Progress)
 	diffIDs := cf.RootFS.DiffIDs
 	if src.compressed {
@@ -311,10 +375,11 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 	if err := u.finish(); err != nil {
 		return err
 	}
+	own.Unmapped = u.unmapped
 	rec := imageRecord{
 		ID: id, Manifest: src.manifest, Source: r.String(), Created: cf.Created.Time, Unpacked: time.Now().UTC(),
 		OS: cf.OS, Architecture: cf.Architecture, Size: u.written, Devices: u.skipped,
-		Ownership: &Ownership{Mode: OwnedByUnpacker, UID: os.Geteuid(), GID: os.Getegid()},
+		Ownership: own,
 		Config: ImageConfig{
 			Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env,
 			WorkingDir: cf.Config.WorkingDir, User: cf.Config.User,
@@ -571,10 +636,11 @@ func (s *Store) List() ([]*Image, error) {
 }
 
 // Remove removes a reference from the index, or every reference to an
-// image given by ID, and then the image's base if no reference is left
-// and no container uses it (inUse holds the root filesystems of existing
-// containers). It returns the image and whether its base was removed.
-func (s *Store) Remove(refOrID string, inUse []string) (*Image, bool, error) {
+// image given by ID, and then the image's base if no reference is left,
+// no container uses it (inUse lists the root filesystems of existing
+// containers) and no run holds a Lease on it. It returns the image and
+// whether its base was removed.
+func (s *Store) Remove(refOrID string, inUse InUse) (*Image, bool, error) {
 	var img *Image
 	removed := false
 	err := s.withLock(func(ix *index) error {
@@ -607,13 +673,29 @@ func (s *Store) Remove(refOrID string, inUse []string) (*Image, bool, error) {
 				return nil // still named by another reference
 			}
 		}
-		if s.used(id, inUse) {
+		// Claim the base before listing containers (see Lease).
+		release, leased, err := s.claim(id)
+		if err != nil {
+			return err
+		}
+		if leased {
+			if !byRef {
+				return fmt.Errorf("image %s is being started by a clawrun run or serve: remove it when that run has its container (clawrun ps), then remove the container first", id)
+			}
+			return nil
+		}
+		defer release()
+		paths, err := inUse.list()
+		if err != nil {
+			return err
+		}
+		if s.used(id, paths) {
 			if !byRef {
 				return fmt.Errorf("image %s is used by a container: remove the container first (clawrun ps)", id)
 			}
 			return nil
 		}
-		if err := removeTree(s.baseDir(id)); err != nil {
+		if err := s.removeTree(s.baseDir(id)); err != nil {
 			return fmt.Errorf("remove image %s: %w", id, err)
 		}
 		removed = true
@@ -623,6 +705,13 @@ func (s *Store) Remove(refOrID string, inUse []string) (*Image, bool, error) {
 		return nil, false, err
 	}
 	return img, removed, nil
+}
+
+func (s *Store) removeTree(p string) error {
+	if s.RemoveTree != nil {
+		return s.RemoveTree(p)
+	}
+	return removeTree(p)
 }
 
 func (s *Store) used(id string, inUse []string) bool {
@@ -635,9 +724,10 @@ func (s *Store) used(id string, inUse []string) bool {
 	return false
 }
 
-// Prune removes every base no reference names and no container uses, and
-// what failed or interrupted pulls left in tmp/. It returns the IDs removed.
-func (s *Store) Prune(inUse []string) ([]string, error) {
+// Prune removes every base no reference names, no container uses and no
+// run holds a Lease on, and what failed or interrupted pulls left in tmp/.
+// It returns the IDs removed.
+func (s *Store) Prune(inUse InUse) ([]string, error) {
 	var removed []string
 	err := s.withLock(func(ix *index) error {
 		named := map[string]bool{}
@@ -652,11 +742,35 @@ func (s *Store) Prune(inUse []string) ([]string, error) {
 		if err != nil {
 			return err
 		}
+		// Claim every candidate first and list containers after: a run
+		// that created its container before is listed, one that had not
+		// yet holds its lease and is skipped here (see Lease).
+		var claimed []string
 		for _, id := range ids {
-			if named[id] || s.used(id, inUse) {
+			if named[id] {
 				continue
 			}
-			if err := removeTree(s.baseDir(id)); err != nil {
+			release, leased, err := s.claim(id)
+			if err != nil {
+				return err
+			}
+			if leased {
+				continue
+			}
+			defer release()
+			claimed = append(claimed, id)
+		}
+		var paths []string
+		if len(claimed) > 0 {
+			if paths, err = inUse.list(); err != nil {
+				return err
+			}
+		}
+		for _, id := range claimed {
+			if s.used(id, paths) {
+				continue
+			}
+			if err := s.removeTree(s.baseDir(id)); err != nil {
 				return fmt.Errorf("remove image %s: %w", id, err)
 			}
 			removed = append(removed, id)
@@ -682,7 +796,7 @@ func (s *Store) pruneTmp() error {
 		if err != nil {
 			continue // a pull in progress
 		}
-		removeTree(p)
+		_ = s.removeTree(p)
 		os.Remove(p + ".lock")
 		l.Close()
 	}

@@ -33,30 +33,7 @@ func testImage(t *testing.T) v1.Image {
 	t.Helper()
 	l1 := layerTar(t, dir("bin"), file("bin/tool", "#!/bin/sh\n"), dir("etc"), file("etc/gone", "x"), file("etc/passwd", "root:x:0:0::/root:/bin/sh\napp:x:7:8::/home:/bin/sh\n"))
 	l2 := layerTar(t, file("etc/.wh.gone", ""), file("etc/motd", "hi"))
-	var layers []v1.Layer
-	for _, b := range [][]byte{l1, l2} {
-		l, err := tarball.LayerFromReader(bytes.NewReader(b))
-		if err != nil {
-			t.Fatal(err)
-		}
-		layers = append(layers, l)
-	}
-	img, err := mutate.AppendLayers(empty.Image, layers...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.OS, cf.Architecture = "linux", hostPlatform().Architecture
-	cf.Config = v1.Config{Entrypoint: []string{"/bin/tool"}, Cmd: []string{"run"}, Env: []string{"PATH=/bin", "X=1"}, WorkingDir: "/etc", User: "app"}
-	img, err = mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return img
+	return imageOf(t, v1.Config{Entrypoint: []string{"/bin/tool"}, Cmd: []string{"run"}, Env: []string{"PATH=/bin", "X=1"}, WorkingDir: "/etc", User: "app"}, l1, l2)
 }
 
 // testRegistry serves an in-memory registry on loopback; wrap, if given,
@@ -175,7 +152,7 @@ func TestStorePullRegistry(t *testing.T) {
 	if _, removed, err := s.Remove(host+"/team/agent:v1", nil); err != nil || removed {
 		t.Errorf("rm tag: removed=%v %v", removed, err)
 	}
-	if _, _, err := s.Remove(got.ID, []string{got.Rootfs()}); err == nil || !strings.Contains(err.Error(), "used by a container") {
+	if _, _, err := s.Remove(got.ID, Paths(got.Rootfs())); err == nil || !strings.Contains(err.Error(), "used by a container") {
 		t.Errorf("rm of an image in use: %v", err)
 	}
 	if _, removed, err := s.Remove(got.ID, nil); err != nil || !removed {
@@ -377,10 +354,10 @@ func TestStoreLocalSources(t *testing.T) {
 		t.Fatalf("layout by digest: %v", err)
 	}
 	// Prune keeps what the index names and what a container uses.
-	if _, removed, err := s.Remove("oci-layout:"+filepath.Join(dir, "layout")+"@"+od.String(), []string{c.Rootfs()}); err != nil || removed {
+	if _, removed, err := s.Remove("oci-layout:"+filepath.Join(dir, "layout")+"@"+od.String(), Paths(c.Rootfs())); err != nil || removed {
 		t.Fatalf("rm of a used image's last ref: removed=%v %v", removed, err)
 	}
-	if gone, err := s.Prune([]string{c.Rootfs()}); err != nil || len(gone) != 0 {
+	if gone, err := s.Prune(Paths(c.Rootfs())); err != nil || len(gone) != 0 {
 		t.Errorf("prune removed %v (%v) while in use", gone, err)
 	}
 	if gone, err := s.Prune(nil); err != nil || !slices.Equal(gone, []string{c.ID}) {

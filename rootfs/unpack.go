@@ -54,9 +54,12 @@ var ErrUnsafeLayer = errors.New("unsafe image layer")
 //     only ever resolved inside the container, never by the unpacker.
 //   - device nodes are skipped (the container gets its own /dev); fifos
 //     are created.
-//   - files are owned by the unpacking user: an unprivileged user cannot
-//     chown, and root does not either, so the image's ownership never
-//     becomes host ownership. setuid and setgid bits of non-directories are
+//   - files are owned by the unpacking user (an "unpacker" base), or, with
+//     an id map (a "mapped" base), by the id the map gives the entry's uid
+//     and gid: the map is a container's, whose ids are the invoking user
+//     and its subordinate range, so an image id never becomes host
+//     ownership of another real user (see Store.Map). Directories the
+//     stream omits, and the root, belong to the image's root. setuid and setgid bits of non-directories are
 //     dropped: every agent runs with no_new_privileges, where they do
 //     nothing, and a root-owned setuid file in the data dir would otherwise
 //     be a real setuid-root program on the host. Extended attributes
@@ -73,6 +76,8 @@ type unpacker struct {
 	layer      map[string]bool // paths written by the current layer
 	skipped    int             // device nodes not created
 	written    int64           // bytes of regular files written
+	chown      *IDMap          // nil: files stay the unpacking user's
+	unmapped   int             // entries whose ids the map lacks (now nobody's)
 }
 
 type dirMeta struct {
@@ -194,6 +199,9 @@ func (u *unpacker) parent(rel string, create bool) (string, error) {
 				if err := os.Chmod(cur, 0o755); err != nil {
 					return "", err
 				}
+				if err := u.own(cur, 0, 0); err != nil {
+					return "", err
+				}
 				u.layer[cur] = true
 				continue
 			case err != nil:
@@ -274,6 +282,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if hdr.Mode&unix.S_ISVTX != 0 {
 			mode |= fs.ModeSticky
 		}
+		if err := u.own(host, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
 		u.dirs[host] = dirMeta{mode: mode, mtime: hdr.ModTime}
 	case tar.TypeReg, tar.TypeRegA:
 		if hdr.Size < 0 || hdr.Size > u.maxSize {
@@ -286,6 +297,10 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 		}
 		u.written += hdr.Size
+		// Before the chmod: a chown may clear mode bits.
+		if err := u.own(host, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
 		// Sticky on a file means nothing on Linux; setuid and setgid are
 		// dropped (see unpacker).
 		if err := os.Chmod(host, mode); err != nil {
@@ -301,6 +316,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		}
 		if err := os.Symlink(hdr.Linkname, host); err != nil {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
+		}
+		if err := u.own(host, hdr.Uid, hdr.Gid); err != nil {
+			return err
 		}
 		setTimes(host, hdr.ModTime)
 	case tar.TypeLink:
@@ -338,6 +356,9 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		if err := unix.Mkfifo(host, uint32(mode)); err != nil {
 			return fmt.Errorf("tar entry %q: %w", hdr.Name, err)
 		}
+		if err := u.own(host, hdr.Uid, hdr.Gid); err != nil {
+			return err
+		}
 	case tar.TypeChar, tar.TypeBlock:
 		u.skipped++
 		return nil
@@ -347,6 +368,25 @@ func (u *unpacker) entry(hdr *tar.Header, tr io.Reader) error {
 		return refuse("unsupported entry type %q", string(hdr.Typeflag))
 	}
 	u.layer[host] = true
+	return nil
+}
+
+// own gives host the owner the map gives the image's uid:gid; without a
+// map (an "unpacker" base) it leaves the unpacking user's ids.
+func (u *unpacker) own(host string, uid, gid int) error {
+	if u.chown == nil {
+		return nil
+	}
+	hu, hg, unmapped, err := u.chown.Owner(uid, gid)
+	if err != nil {
+		return fmt.Errorf("/%s: %w", u.rel(host), err)
+	}
+	if unmapped {
+		u.unmapped++
+	}
+	if err := os.Lchown(host, hu, hg); err != nil {
+		return fmt.Errorf("/%s: chown to %d:%d (image %d:%d): %w", u.rel(host), hu, hg, uid, gid, err)
+	}
 	return nil
 }
 

@@ -18,6 +18,7 @@ type entry struct {
 	typ              byte
 	mode             int64
 	size             int64 // overrides len(body) in the header, for bombs
+	uid, gid         int   // the image's owner of the entry
 }
 
 func file(name, body string) entry {
@@ -34,7 +35,7 @@ func layerTar(t testing.TB, entries ...entry) []byte {
 	var b bytes.Buffer
 	tw := tar.NewWriter(&b)
 	for _, e := range entries {
-		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: e.mode, Size: int64(len(e.body)), Format: tar.FormatPAX}
+		h := &tar.Header{Name: e.name, Linkname: e.link, Typeflag: e.typ, Mode: e.mode, Size: int64(len(e.body)), Uid: e.uid, Gid: e.gid, Format: tar.FormatPAX}
 		if e.typ != tar.TypeReg {
 			h.Size = 0
 		}

@@ -14,6 +14,7 @@ import (
 	"github.com/opencontainers/runtime-spec/specs-go"
 
 	"github.com/clawrun/clawrun/policy"
+	"github.com/clawrun/clawrun/rootfs"
 )
 
 // DefaultAgentID is the uid and gid an agent runs as inside its container when
@@ -153,6 +154,20 @@ func ResolveIdentity(p *policy.Plan, h Host) (*Identity, error) {
 		return nil, fmt.Errorf("gid map: %w", err)
 	}
 	return &Identity{Kind: "subordinate", User: u, HostUID: h.UID, HostGID: h.GID, UIDMappings: uids, GIDMappings: gids}, nil
+}
+
+// ImageMap is the map through which an image base for this identity keeps
+// the image's uids and gids: the container's own map, so that a file shows
+// inside with the ids the image gave it. A single-id map has no id to give
+// the image's other users, so its bases stay the unpacker's (nil). As root
+// this is the same map as the container's: the image's ids land in root's
+// subordinate range and the kept agent id on root itself, never on another
+// real user of the host.
+func (id *Identity) ImageMap() *rootfs.IDMap {
+	if id == nil || id.Kind != "subordinate" {
+		return nil
+	}
+	return &rootfs.IDMap{UIDs: id.UIDMappings, GIDs: id.GIDMappings}
 }
 
 func errSingleReason(p *policy.Plan, haveRanges bool, h Host) error {

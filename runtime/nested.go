@@ -58,6 +58,8 @@ type nestedResult struct {
 	Error    string `json:"error"`
 	Kind     string `json:"kind,omitempty"`
 	Finished bool   `json:"finished"`
+	// Exit is how a foreground run's agent ended (RunOptions.Exited).
+	Exit *ExitStatus `json:"exit,omitempty"`
 }
 
 // outerMap is the outer namespace's map: 0 is the user, 1..n the range.
@@ -171,15 +173,7 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	reqR.Close()
 	resW.Close()
 	if !single {
-		pid := cmd.Process.Pid
-		if err := writeMap("newuidmap", pid, outerMap(r.Host.UID, subU)); err != nil {
-			return killNested(cmd, reqW, err)
-		}
-		if err := writeMap("newgidmap", pid, outerMap(r.Host.GID, subG)); err != nil {
-			return killNested(cmd, reqW, err)
-		}
-		// Stage 1 waits for this byte: its maps are in place.
-		if _, err := reqW.Write([]byte{'.'}); err != nil {
+		if err := mapOuter(cmd.Process.Pid, r.Host, reqW); err != nil {
 			return killNested(cmd, reqW, err)
 		}
 	}
@@ -207,6 +201,7 @@ func (r *Runtime) runNested(prep *Prepared, o RunOptions) (int, error) {
 	werr := cmd.Wait()
 	close(done)
 	b, _ := io.ReadAll(resR)
+	nestedExit(b, o)
 	return nestedOutcome(b, werr)
 }
 
@@ -253,6 +248,41 @@ func killNested(cmd *exec.Cmd, w *os.File, err error) (int, error) {
 	return -1, err
 }
 
+// mapOuter writes the outer namespace's maps (0 = the user, 1..N = the
+// first subordinate range) for the child pid, then sends the byte its
+// stage 1 waits for (see awaitOuterMaps) on w.
+func mapOuter(pid int, h Host, w io.Writer) error {
+	subU, _ := firstRange(h.SubUIDs)
+	subG, _ := firstRange(h.SubGIDs)
+	if err := writeMap("newuidmap", pid, outerMap(h.UID, subU)); err != nil {
+		return err
+	}
+	if err := writeMap("newgidmap", pid, outerMap(h.GID, subG)); err != nil {
+		return err
+	}
+	_, err := w.Write([]byte{'.'})
+	return err
+}
+
+// awaitOuterMaps is stage 1 of a child started in a new user namespace
+// whose maps mapOuter writes: when the environment says so, it waits for
+// the byte on fd 3, then re-executes itself as stage 2, leaving the rest
+// of fd 3 (the request) to it. Capabilities in a user namespace are
+// computed at execve, and at the first execve the maps did not exist yet.
+func awaitOuterMaps() {
+	if os.Getenv(nestedStageEnv) != "1" {
+		return
+	}
+	var b [1]byte
+	if n, err := unix.Read(3, b[:]); err != nil || n != 1 {
+		os.Exit(125)
+	}
+	env := withEnv(os.Environ(), nestedStageEnv, "2")
+	err := unix.Exec("/proc/self/exe", os.Args, env)
+	fmt.Fprintln(os.Stderr, "clawrun: re-exec in user namespace:", err)
+	os.Exit(125)
+}
+
 // writeMap runs newuidmap/newgidmap, the setuid helpers that let an
 // unprivileged user map its subordinate ranges.
 func writeMap(tool string, pid int, ms []specs.LinuxIDMapping) error {
@@ -282,6 +312,12 @@ func (e *nestedError) Is(target error) bool {
 		return target == ErrNameInUse
 	case "command_not_found":
 		return target == rootfs.ErrCommandNotFound
+	case "image_not_found":
+		return target == rootfs.ErrImageNotFound
+	case "digest_mismatch":
+		return target == rootfs.ErrDigestMismatch
+	case "unsafe_layer":
+		return target == rootfs.ErrUnsafeLayer
 	}
 	return false
 }
@@ -292,28 +328,21 @@ func errorKind(err error) string {
 		return "name_in_use"
 	case errors.Is(err, rootfs.ErrCommandNotFound):
 		return "command_not_found"
+	case errors.Is(err, rootfs.ErrImageNotFound):
+		return "image_not_found"
+	case errors.Is(err, rootfs.ErrDigestMismatch):
+		return "digest_mismatch"
+	case errors.Is(err, rootfs.ErrUnsafeLayer):
+		return "unsafe_layer"
 	}
 	return ""
 }
 
 // ServeNested is the child side of runNested. In stage 1 the process waits
-// for its id maps, then re-executes itself: capabilities in a user namespace
-// are computed at execve, and at the first execve the maps did not exist yet.
-// Stage 2 runs the container as root of the outer namespace. It never
-// returns.
+// for its id maps and re-executes itself (awaitOuterMaps); stage 2 runs the
+// container as root of the outer namespace. It never returns.
 func ServeNested() {
-	if os.Getenv(nestedStageEnv) == "1" {
-		// Wait for the parent to write our maps: it then sends one byte,
-		// followed by the request, which stage 2 reads from the same fd.
-		var b [1]byte
-		if n, err := unix.Read(3, b[:]); err != nil || n != 1 {
-			os.Exit(125)
-		}
-		env := withEnv(os.Environ(), nestedStageEnv, "2")
-		err := unix.Exec("/proc/self/exe", os.Args, env)
-		fmt.Fprintln(os.Stderr, "clawrun: re-exec in user namespace:", err)
-		os.Exit(125)
-	}
+	awaitOuterMaps()
 	// The container's init must not inherit the request or result pipe:
 	// the parent reads the result until every writer has closed it.
 	unix.CloseOnExec(3)
@@ -358,6 +387,7 @@ func ServeNested() {
 	o := req.Options
 	o.Stdin, o.Stdout, o.Stderr = os.Stdin, os.Stdout, os.Stderr
 	if !o.Detach {
+		o.Exited = func(e *ExitStatus) { res.Exit = e }
 		code, err := r.start(req.Prepared, o, false)
 		res.Code, res.Finished = code, true
 		if err != nil {

@@ -103,6 +103,16 @@ func newEnv(t *testing.T) *env {
 		for _, c := range list {
 			_ = e.cmd("rm", "-f", c.Name).Run()
 		}
+		// Rootless, mapped image bases belong to subordinate ids, which
+		// the TempDir cleanup cannot remove: clawrun removes them.
+		if _, err := os.Stat(filepath.Join(e.data, "images")); err == nil {
+			out, _ := e.cmd("image", "ls", "--json").Output()
+			var imgs []struct{ ID string }
+			_ = json.Unmarshal(out, &imgs)
+			for _, img := range imgs {
+				_ = e.cmd("image", "rm", img.ID).Run()
+			}
+		}
 	})
 	return e
 }

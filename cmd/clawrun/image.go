@@ -9,6 +9,7 @@ import (
 	"text/tabwriter"
 	"time"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	specs "github.com/opencontainers/runtime-spec/specs-go"
 	"github.com/spf13/cobra"
 
@@ -17,17 +18,13 @@ import (
 	"github.com/clawrun/clawrun/runtime"
 )
 
-// imageStore opens the image store under the data directory.
-func (g *globals) imageStore() (*rootfs.Store, error) {
+// imageStore opens the image stores under the data directory: unpacker
+// bases and, per container id map, mapped ones (runtime.Images).
+func (g *globals) imageStore() (*runtime.Images, error) {
 	if err := os.MkdirAll(g.data, 0o700); err != nil {
 		return nil, fmt.Errorf("create %s: %w", g.data, err)
 	}
-	st, err := rootfs.OpenStore(filepath.Join(g.data, "images"))
-	if err != nil {
-		return nil, err
-	}
-	st.Progress = os.Stderr
-	return st, nil
+	return &runtime.Images{Dir: filepath.Join(g.data, "images"), Host: runtime.CurrentHost(), Progress: os.Stderr}, nil
 }
 
 // resolveImage turns an image agent's plan into one with a root
@@ -35,6 +32,14 @@ func (g *globals) imageStore() (*rootfs.Store, error) {
 // missing) and its config fills in what the agent file leaves out. Plans
 // of directory agents are returned as they are.
 func resolveImage(g *globals, p *policy.Plan) (*policy.Plan, error) {
+	return resolveImageFor(g, p, nil)
+}
+
+// resolveImageFor is resolveImage taking plat from image indexes (nil:
+// linux/<host arch>). The base stays leased until this process exits, so
+// a concurrent prune or rm keeps it until the container exists (a run),
+// or for as long as its agents are served (serve): see rootfs.Lease.
+func resolveImageFor(g *globals, p *policy.Plan, plat *v1.Platform) (*policy.Plan, error) {
 	if p.Image == "" {
 		return p, nil
 	}
@@ -42,10 +47,43 @@ func resolveImage(g *globals, p *policy.Plan) (*policy.Plan, error) {
 	if err != nil {
 		return nil, err
 	}
-	img, err := st.Resolve(context.Background(), p.Image)
-	if err != nil {
-		return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+	st.Platform = plat
+	resolve := func(m *rootfs.IDMap) (*rootfs.Image, error) {
+		img, l, err := rootfs.ResolveLeased(p.Image, func() (*rootfs.Image, error) {
+			return st.Resolve(context.Background(), p.Image, m)
+		})
+		if err != nil {
+			return nil, fmt.Errorf("agent %s: %w", p.Name, err)
+		}
+		g.leases = append(g.leases, l)
+		return img, nil
 	}
+	// The base must fit the agent's id map, which depends on the user the
+	// image's config may name: resolve with the map the agent file alone
+	// gives, then again if the image's user changes it. A plan whose
+	// identity fails gets unpacker bases; Prepare reports why it fails.
+	guess, _ := runtime.ResolveIdentity(p, st.Host)
+	img, err := resolve(guess.ImageMap())
+	if err != nil {
+		return nil, err
+	}
+	np, err := withImageConfig(p, img)
+	if err != nil {
+		return nil, err
+	}
+	id, _ := runtime.ResolveIdentity(np, st.Host)
+	if !rootfs.SameMap(id.ImageMap(), guess.ImageMap()) {
+		if img, err = resolve(id.ImageMap()); err != nil {
+			return nil, err
+		}
+		return withImageConfig(p, img)
+	}
+	return np, nil
+}
+
+// withImageConfig runs p from img, whose config fills in what the agent
+// file leaves out.
+func withImageConfig(p *policy.Plan, img *rootfs.Image) (*policy.Plan, error) {
 	c := img.Config()
 	d := policy.ImageDefaults{Entrypoint: c.Entrypoint, Cmd: c.Cmd, Env: c.Env, WorkingDir: c.WorkingDir}
 	if c.User != "" && !p.UserSet {
@@ -59,7 +97,8 @@ func resolveImage(g *globals, p *policy.Plan) (*policy.Plan, error) {
 }
 
 // imagesInUse lists the root filesystems of this user's containers, which
-// rm and prune must keep.
+// rm and prune must keep. They call it once they hold the bases they may
+// delete (rootfs.InUse).
 func imagesInUse(g *globals) ([]string, error) {
 	rt, err := g.runtime()
 	if err != nil {
@@ -89,24 +128,35 @@ References:
   alpine:3.20, registry:5000/team/agent@sha256:...   a registry (credentials
                     from ~/.docker/config.json, as docker login writes them)
   oci-layout:DIR[@sha256:...]                          an OCI image layout
-  docker-archive:FILE                                  a docker save tarball
+  docker-archive:FILE[:TAG|@sha256:ID]                 a docker save tarball
+                    (TAG or ID picks one image of several)
+
+From an image index (a multi-platform image) the linux/<host arch> image
+is taken unless --platform names another.
 
 A run pulls an image it does not have; a registry tag already pulled is used
 as is until 'clawrun image pull' refreshes it. Layers are verified against
-their digests and unpacked safely (see docs/images.md).`,
+their digests and unpacked safely (see docs/images.md).
+
+With subordinate ids a base keeps the image's file owners through the
+agent's id map ("mapped", one base per map: an agent with another user or
+idmap gets its own); with a single-id map every file is yours ("unpacker").
+image ls --json, image inspect and clawrun inspect show which.`,
 	}
 	cmd.AddCommand(newImagePullCmd(g), newImageLsCmd(g), newImageRmCmd(g), newImageInspectCmd(g), newImagePruneCmd(g))
 	return cmd
 }
 
 func newImagePullCmd(g *globals) *cobra.Command {
-	var maxSize string
+	var maxSize, platform string
 	cmd := &cobra.Command{
 		Use:   "pull REF",
 		Short: "Fetch and unpack an image (again, for a registry tag)",
 		Example: `  clawrun image pull alpine:3.20
   clawrun image pull oci-layout:./build/agent
-  clawrun image pull --max-size 20G docker-archive:./big.tar`,
+  clawrun image pull --max-size 20G docker-archive:./big.tar
+  clawrun image pull docker-archive:./images.tar:agent:v2
+  clawrun image pull --platform linux/arm64 ghcr.io/team/agent:v2`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			st, err := g.imageStore()
@@ -120,7 +170,12 @@ func newImagePullCmd(g *globals) *cobra.Command {
 				}
 				st.MaxSize = n
 			}
-			img, err := st.Pull(cmd.Context(), args[0])
+			if platform != "" {
+				if st.Platform, err = rootfs.ParsePlatform(platform); err != nil {
+					return fmt.Errorf("--platform: %w", err)
+				}
+			}
+			img, err := st.Pull(cmd.Context(), args[0], st.DefaultImageMap())
 			if err != nil {
 				return err
 			}
@@ -129,6 +184,7 @@ func newImagePullCmd(g *globals) *cobra.Command {
 		},
 	}
 	cmd.Flags().StringVar(&maxSize, "max-size", "", "refuse an image that unpacks to more than this (default 8G)")
+	cmd.Flags().StringVar(&platform, "platform", "", "os/arch[/variant] to take from an image index (default linux/<host arch>)")
 	return cmd
 }
 
@@ -184,10 +240,7 @@ every reference to that image goes; an image a container uses is refused.`,
 			if err != nil {
 				return err
 			}
-			inUse, err := imagesInUse(g)
-			if err != nil {
-				return err
-			}
+			inUse := func() ([]string, error) { return imagesInUse(g) }
 			var errs []error
 			for _, a := range args {
 				img, removed, err := st.Remove(a, inUse)
@@ -216,7 +269,7 @@ func newImageInspectCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			img, err := st.Get(args[0])
+			img, err := st.Get(args[0], st.DefaultImageMap())
 			if err != nil {
 				return err
 			}
@@ -235,11 +288,7 @@ func newImagePruneCmd(g *globals) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			inUse, err := imagesInUse(g)
-			if err != nil {
-				return err
-			}
-			removed, err := st.Prune(inUse)
+			removed, err := st.Prune(func() ([]string, error) { return imagesInUse(g) })
 			for _, id := range removed {
 				fmt.Fprintf(cmd.OutOrStdout(), "removed %s\n", id)
 			}
@@ -260,7 +309,7 @@ func imageLine(g *globals, rep *runtime.Report, p *policy.Plan, id *runtime.Iden
 	}
 	lines := []runtime.Line{{Kind: "image", Value: fmt.Sprintf("%s (%s, unpacked read-only, shared)", p.Image, p.ImageID)}}
 	if st, err := g.imageStore(); err == nil {
-		if img, err := st.Get(p.ImageID); err == nil && id != nil {
+		if img, err := st.Get(p.ImageID, id.ImageMap()); err == nil && id != nil {
 			lines = append(lines, runtime.Line{Kind: "ownership", Value: ownershipText(img.Ownership(), id)})
 		} else if err != nil {
 			lines = append(lines, runtime.Line{Kind: "ownership", Value: fmt.Sprintf("unknown: %v", err)})
@@ -278,9 +327,16 @@ func imageLine(g *globals, rep *runtime.Report, p *policy.Plan, id *runtime.Iden
 // ownershipText says whom the files of a base belong to on the host and,
 // through the container's map, inside it.
 func ownershipText(o rootfs.Ownership, id *runtime.Identity) string {
+	if o.Mode == rootfs.OwnedByMap {
+		s := "mapped: " + o.String() + "; "
+		if rootfs.SameMap(o.Map, id.ImageMap()) {
+			return s + "this is the container's own map (subordinate ids, agent id kept as the host user), so inside every file shows the owner the image gave it"
+		}
+		return s + "this container's map differs, so inside files show shifted owners: run the agent again to unpack a base for its map"
+	}
 	uid, okU := toContainer(id.UIDMappings, o.UID)
 	gid, okG := toContainer(id.GIDMappings, o.GID)
-	s := o.String() + "; "
+	s := "unpacker: " + o.String() + "; "
 	switch {
 	case !okU || !okG:
 		s += "that owner is not mapped into this container, so every file appears owned by nobody (65534)"

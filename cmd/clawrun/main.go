@@ -19,6 +19,7 @@ import (
 	_ "github.com/opencontainers/runc/libcontainer/nsenter"
 	"github.com/spf13/cobra"
 
+	"github.com/clawrun/clawrun/rootfs"
 	"github.com/clawrun/clawrun/runtime"
 )
 
@@ -31,6 +32,11 @@ func init() {
 	if len(os.Args) > 1 && os.Args[1] == runtime.NestedCommand {
 		// A rootless run re-executed inside its outer user namespace.
 		runtime.ServeNested()
+	}
+	if len(os.Args) > 1 && os.Args[1] == runtime.ImageStoreCommand {
+		// Unpacking into (or removing from) a store of mapped image bases,
+		// re-executed in a user namespace holding the subordinate range.
+		runtime.ServeImageStore()
 	}
 }
 
@@ -58,6 +64,9 @@ type globals struct {
 	root   string
 	data   string
 	config string
+	// leases keep the image bases this process resolved from prune and
+	// rm until it exits (see resolveImageFor).
+	leases []*rootfs.Lease
 }
 
 func (g *globals) runtime() (*runtime.Runtime, error) {
@@ -105,6 +114,7 @@ file (clawrun.yaml). No daemon and no sudo are needed.`,
 		newKillCmd(g), newRmCmd(g), newSpecCmd(g), newBundleCmd(g), newInspectCmd(g),
 		newDemoCmd(g), newVersionCmd(), newPolicyCmd(g), newDoctorCmd(g), newStatsCmd(g),
 		newServeCmd(g), newSlackCmd(g), newSeccompCmd(), newImageCmd(g), newWorkspaceCmd(g),
+		newEgressHookCmd(),
 	)
 	return root
 }

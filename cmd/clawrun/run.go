@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 
+	v1 "github.com/google/go-containerregistry/pkg/v1"
 	"github.com/spf13/cobra"
 
 	"github.com/clawrun/clawrun/policy"
@@ -18,6 +19,9 @@ type runFlags struct {
 	detach  bool
 	name    string
 	rootfs  string
+	image   string
+	entry   string
+	plat    string
 	mounts  []string
 	memory  string
 	pids    int64
@@ -31,7 +35,7 @@ type runFlags struct {
 func newRunCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
-		Use:   "run [-d] [--name N] AGENT [-- CMD...]\n  clawrun run --rootfs DIR [--mount SRC:DST[:ro|rw]]... [--memory 256M] [--pids 64] [--cpus 0.5] [--name N] [-d] -- CMD...",
+		Use:   "run [-d] [--name N] AGENT [-- CMD...]\n  clawrun run --rootfs DIR [--mount SRC:DST[:ro|rw]]... [--memory 256M] [--pids 64] [--cpus 0.5] [--name N] [-d] -- CMD...\n  clawrun run --image REF [--entrypoint PROG] [--platform os/arch] [ad-hoc flags] [-- CMD...]",
 		Short: "Run an agent (or an ad-hoc sandbox) in a new container",
 		Long: `Run the agent AGENT from the agent file in a new rootless container.
 
@@ -43,11 +47,20 @@ its output goes to 'clawrun logs NAME'.
 
 Without an agent file, --rootfs runs an ad-hoc sandbox (for CI jobs) with the
 same secure defaults; a foreground ad-hoc run without --name leaves nothing
-behind when it exits.`,
+behind when it exits.
+
+--image REF runs an ad-hoc sandbox from an image instead (a reference as in
+'clawrun image': registry, oci-layout:DIR, docker-archive:FILE[:TAG]). Its
+config applies as for image: in an agent file, the flags overriding it, and
+as in docker: CMD after -- replaces the image's Cmd and keeps its
+Entrypoint; --entrypoint PROG replaces the Entrypoint and drops the image's
+Cmd (--entrypoint '' runs CMD alone). --rootfs and --image are exclusive.`,
 		Example: `  clawrun run demo
   clawrun run -d --name demo1 demo
   clawrun run demo -- /bin/sh -c 'id; ls /'
-  clawrun run --rootfs ./rootfs --mount ./src:/src:ro -- /bin/sh -c 'make -C /src'`,
+  clawrun run --rootfs ./rootfs --mount ./src:/src:ro -- /bin/sh -c 'make -C /src'
+  clawrun run --image alpine:3.20 -- /bin/sh -c 'cat /etc/os-release'
+  clawrun run --image docker-archive:./ci.tar:builder:v3 --mount ./src:/src:ro --memory 1G -- make -C /src`,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runRun(cmd, g, f, args)
 		},
@@ -57,6 +70,9 @@ behind when it exits.`,
 	fl.BoolVarP(&f.detach, "detach", "d", false, "run in the background; see 'clawrun logs'")
 	fl.StringVar(&f.name, "name", "", "container name (default: the agent's name with -d, a generated one otherwise)")
 	fl.StringVar(&f.rootfs, "rootfs", "", "ad-hoc: root filesystem directory (no agent file)")
+	fl.StringVar(&f.image, "image", "", "ad-hoc: run from this image instead of a directory (see clawrun image)")
+	fl.StringVar(&f.entry, "entrypoint", "", "ad-hoc --image: replace the image's Entrypoint (and drop its Cmd)")
+	fl.StringVar(&f.plat, "platform", "", "ad-hoc --image: os/arch[/variant] to take from an image index (default linux/<host arch>)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "ad-hoc: grant SRC:DST[:ro|rw] (read-only unless rw)")
 	fl.StringVar(&f.memory, "memory", "", "ad-hoc: memory limit, e.g. 256M")
 	fl.Int64Var(&f.pids, "pids", 0, "ad-hoc: maximum number of processes")
@@ -70,32 +86,55 @@ behind when it exits.`,
 
 // planForRun resolves the plan from either the agent file or the ad-hoc
 // flags; the two are exclusive so a run is never half one and half the other.
-func planForRun(g *globals, f *runFlags, args []string, dash int) (*policy.Plan, error) {
-	if f.rootfs != "" {
+func planForRun(g *globals, f *runFlags, args []string, dash int, entrySet bool) (*policy.Plan, error) {
+	if f.rootfs != "" || f.image != "" {
+		flag := "--rootfs"
+		if f.rootfs == "" {
+			flag = "--image"
+		}
 		cmdArgs := args
 		if dash >= 0 {
 			if dash > 0 {
-				return nil, fmt.Errorf("with --rootfs give no AGENT, only -- CMD... (got %q)", args[:dash])
+				return nil, fmt.Errorf("with %s give no AGENT, only -- CMD... (got %q)", flag, args[:dash])
 			}
 			cmdArgs = args[dash:]
 		}
-		if len(cmdArgs) == 0 {
+		if len(cmdArgs) == 0 && f.image == "" {
 			return nil, errors.New("--rootfs needs a command: clawrun run --rootfs DIR -- CMD...")
+		}
+		var plat *v1.Platform
+		if f.plat != "" {
+			if f.image == "" {
+				return nil, errors.New("--platform is for --image runs: a --rootfs directory has one platform")
+			}
+			var err error
+			if plat, err = rootfs.ParsePlatform(f.plat); err != nil {
+				return nil, fmt.Errorf("--platform: %w", err)
+			}
+		}
+		var entry []string
+		if f.entry != "" {
+			entry = []string{f.entry}
 		}
 		name := f.name
 		if name == "" {
 			name = "sandbox"
 		}
-		return policy.AdHoc(policy.AdHocOptions{
-			Name: name, Rootfs: f.rootfs, Command: cmdArgs, Mounts: f.mounts,
+		p, err := policy.AdHoc(policy.AdHocOptions{
+			Name: name, Rootfs: f.rootfs, Image: f.image, Entrypoint: entry, EntrypointSet: entrySet,
+			Command: cmdArgs, Mounts: f.mounts,
 			Memory: f.memory, CPUs: f.cpus, Pids: f.pids, Env: f.env, Workdir: f.workdir, User: f.user,
 		}, policyOptions(g)...)
+		if err != nil {
+			return nil, err
+		}
+		return resolveImageFor(g, p, plat)
 	}
-	if len(f.mounts) > 0 || f.memory != "" || f.pids != 0 || f.cpus != 0 || len(f.env) > 0 || f.workdir != "" || f.user != "" {
-		return nil, errors.New("--mount, --memory, --pids, --cpus, --env, --workdir and --user are for ad-hoc runs with --rootfs; for an agent, set them in the agent file")
+	if len(f.mounts) > 0 || f.memory != "" || f.pids != 0 || f.cpus != 0 || len(f.env) > 0 || f.workdir != "" || f.user != "" || entrySet || f.plat != "" {
+		return nil, errors.New("--mount, --memory, --pids, --cpus, --env, --workdir, --user, --entrypoint and --platform are for ad-hoc runs with --rootfs or --image; for an agent, set them in the agent file")
 	}
 	if len(args) == 0 {
-		return nil, errors.New("name the agent to run (clawrun run AGENT), or use --rootfs DIR -- CMD... for an ad-hoc sandbox")
+		return nil, errors.New("name the agent to run (clawrun run AGENT), or use --rootfs DIR or --image REF -- CMD... for an ad-hoc sandbox")
 	}
 	agent := args[0]
 	p, err := loadAgent(g, agent)
@@ -129,13 +168,13 @@ func loadAgent(g *globals, agent string) (*policy.Plan, error) {
 
 func runRun(cmd *cobra.Command, g *globals, f *runFlags, args []string) error {
 	args, dash := splitDash(args, cmd.Flags().ArgsLenAtDash())
-	p, err := planForRun(g, f, args, dash)
+	p, err := planForRun(g, f, args, dash, cmd.Flags().Changed("entrypoint"))
 	if err != nil {
 		return &exitError{exitRunFailure, err}
 	}
 	name, remove := f.name, false
 	if name == "" {
-		if f.detach && f.rootfs == "" {
+		if f.detach && f.rootfs == "" && f.image == "" {
 			name = p.Name
 		} else {
 			name = p.Name + "-" + randomSuffix()
