@@ -1,12 +1,21 @@
 package runtime
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"fmt"
+	"maps"
+	"net/netip"
 	"os"
+	"os/exec"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+
+	"github.com/clawrun/clawrun/policy"
 )
 
 func describeTestPlan(t *testing.T, cgroupsPath string) *Report {
@@ -262,5 +271,143 @@ func TestCapMask(t *testing.T) {
 		if got := capMask(tc.names); got != tc.want {
 			t.Errorf("capMask(%v) = %s, want %s", tc.names, got, tc.want)
 		}
+	}
+}
+
+// procHex renders an IPv4 address as /proc/net/{tcp,route} print it.
+func procHex(a netip.Addr) string {
+	b := a.As4()
+	return fmt.Sprintf("%08X", binary.NativeEndian.Uint32(b[:]))
+}
+
+func TestLoopbackListeners(t *testing.T) {
+	dir := t.TempDir()
+	lo, ten := procHex(netip.MustParseAddr("127.0.0.1")), procHex(netip.MustParseAddr("10.0.0.1"))
+	tcp := "  sl  local_address rem_address   st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"   0: " + lo + ":0C38 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 111 1 0 100 0 0 10 0\n" + // 127.0.0.1:3128 LISTEN
+		"   1: " + lo + ":0C39 " + lo + ":9C40 01 00000000:00000000 00:00000000 00000000  1001        0 112 1 0 100 0 0 10 0\n" + // 3129 ESTABLISHED
+		"   2: " + ten + ":0C3A 00000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 113 1 0 100 0 0 10 0\n" // 10.0.0.1:3130
+	mapped := "0000000000000000" + procHex(netip.AddrFrom4([4]byte{0, 0, 0xff, 0xff})) + lo
+	tcp6 := "  sl  local_address                         remote_address                        st tx_queue rx_queue tr tm->when retrnsmt   uid  timeout inode\n" +
+		"   0: 00000000000000000000000000000000:0C3B 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 114 1 0 100 0 0 10 0\n" + // [::]:3131
+		"   1: " + mapped + ":0C3C 00000000000000000000000000000000:0000 0A 00000000:00000000 00:00000000 00000000  1001        0 115 1 0 100 0 0 10 0\n" // [::ffff:127.0.0.1]:3132
+	for name, s := range map[string]string{"tcp": tcp, "tcp6": tcp6} {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, err := loopbackListeners(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[int]string{3128: "111", 3131: "114", 3132: "115"}
+	if !maps.Equal(got, want) {
+		t.Errorf("listeners %v, want %v (not the established socket, not 10.0.0.1)", got, want)
+	}
+	// Without IPv6 there is no tcp6; tcp alone is enough.
+	if err := os.Remove(filepath.Join(dir, "tcp6")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := loopbackListeners(dir); err != nil || len(got) != 1 {
+		t.Errorf("without tcp6: %v, %v", got, err)
+	}
+}
+
+func TestNetRoutes(t *testing.T) {
+	dir := t.TempDir()
+	zero, gw, mask := procHex(netip.MustParseAddr("0.0.0.0")), procHex(netip.MustParseAddr("10.0.2.2")), procHex(netip.MustParseAddr("255.255.255.0"))
+	route := "Iface\tDestination\tGateway \tFlags\tRefCnt\tUse\tMetric\tMask\t\tMTU\tWindow\tIRTT\n" +
+		"eth0\t" + zero + "\t" + gw + "\t0003\t0\t0\t0\t" + zero + "\t0\t0\t0\n" +
+		"eth0\t" + procHex(netip.MustParseAddr("10.0.2.0")) + "\t" + zero + "\t0001\t0\t0\t0\t" + mask + "\t0\t0\t0\n"
+	v6 := "00000000000000000000000000000001 80 00000000000000000000000000000000 00 00000000000000000000000000000000 00000000 00000002 00000000 80200001       lo\n" +
+		"00000000000000000000000000000000 00 00000000000000000000000000000000 00 00000000000000000000000000000000 ffffffff 00000001 00000000 00200200       lo\n" +
+		"fd000000000000000000000000000000 40 00000000000000000000000000000000 00 00000000000000000000000000000000 00000100 00000001 00000000 00000001     eth0\n"
+	write := func(name, s string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("route", route)
+	write("ipv6_route", v6)
+	got, err := netRoutes(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{"0.0.0.0/0 via 10.0.2.2 dev eth0", "10.0.2.0/24 via 0.0.0.0 dev eth0", "fd00::/64 dev eth0"}
+	if !slices.Equal(got, want) {
+		t.Errorf("routes %q, want %q (lo's own IPv6 routes left out)", got, want)
+	}
+	// An isolated namespace: an empty main table, IPv6 on lo only (or off).
+	write("route", strings.SplitAfter(route, "\n")[0])
+	write("ipv6_route", strings.SplitAfter(v6, "\n")[0])
+	if got, err := netRoutes(dir); err != nil || len(got) != 0 {
+		t.Errorf("loopback only: %q, %v", got, err)
+	}
+	if err := os.Remove(filepath.Join(dir, "ipv6_route")); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := netRoutes(dir); err != nil || len(got) != 0 {
+		t.Errorf("without IPv6: %q, %v", got, err)
+	}
+}
+
+// TestNetworkChecksNetns runs the checks against a real process in network
+// and pid namespaces of its own (root only: creating them needs
+// CAP_SYS_ADMIN; test/egress_test.go covers rootless containers): no
+// listener is a mismatch, a listener of this process (outside its pid
+// namespace, as clawrun's proxy is) passes, and the checks of the host's
+// own namespace show its interfaces as a mismatch.
+func TestNetworkChecksNetns(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("creating a network namespace needs root; the integration suite checks rootless containers")
+	}
+	cmd := exec.Command("/bin/sleep", "60")
+	cmd.SysProcAttr = &syscall.SysProcAttr{Cloneflags: syscall.CLONE_NEWNET | syscall.CLONE_NEWPID}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
+	pid := cmd.Process.Pid
+	p := &policy.Plan{Network: policy.NetworkEgress, Egress: []string{"example.com:443"}}
+	byProp := func(cs []Check) map[string]Check {
+		m := map[string]Check{}
+		for _, c := range cs {
+			if c.OK != (c.Expected == c.Actual) {
+				t.Errorf("check %+v: OK disagrees with expected/actual", c)
+			}
+			m[c.Property] = c
+		}
+		return m
+	}
+	const proxy = "egress proxy 127.0.0.1:3128 (HTTP_PROXY)"
+	got := byProp(NetworkChecks(pid, p))
+	if c := got["network interfaces"]; !c.OK || c.Actual != "lo" {
+		t.Errorf("interfaces of a new namespace: %+v", c)
+	}
+	if c := got["routes out of loopback"]; !c.OK {
+		t.Errorf("routes of a new namespace: %+v", c)
+	}
+	if c := got[proxy]; c.OK || !strings.HasPrefix(c.Actual, "not listening") {
+		t.Errorf("no listener must be a mismatch: %+v", c)
+	}
+	ls, err := listenInNetns(pid, []string{"127.0.0.1:3128"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ls[0].Close()
+	if c := byProp(NetworkChecks(pid, p))[proxy]; !c.OK {
+		t.Errorf("the proxy's listener: %+v", c)
+	}
+	// Without egress there is no proxy check; the host's own namespace is
+	// not loopback-only.
+	host := byProp(NetworkChecks(os.Getpid(), &policy.Plan{Network: policy.NetworkNone}))
+	if _, ok := host[proxy]; ok {
+		t.Error("a proxy check without egress")
+	}
+	if ifs, _ := netInterfaces("/proc/self/net/dev"); len(ifs) > 1 && host["network interfaces"].OK {
+		t.Errorf("the host's interfaces %v pass as loopback only", ifs)
+	}
+	if NetworkChecks(os.Getpid(), &policy.Plan{Network: policy.NetworkHost}) != nil {
+		t.Error("checks for a host-network agent, which shares the host's namespace by design")
 	}
 }

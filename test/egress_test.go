@@ -13,9 +13,12 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"regexp"
 	goruntime "runtime"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -29,6 +32,7 @@ import (
 type egressFixture struct {
 	e        *env
 	env      []string // clawrun's environment
+	extraEnv []string // what the fixture adds to it
 	secret   string
 	plain    *httptest.Server // http://allowed.example:PORT
 	tlsSrv   *httptest.Server // https://example.com:PORT, the secret's host
@@ -52,19 +56,27 @@ func newEgressFixture(t *testing.T) *egressFixture {
 		f.gotKeys = append(f.gotKeys, r.Header.Get("X-Api-Key"))
 		f.mu.Unlock()
 		fmt.Fprintf(w, "upstream saw %s %s", r.Method, r.URL.Path)
+		// What the agent sees of the injection, without the value.
+		if r.Header.Get("X-Api-Key") == f.secret {
+			fmt.Fprint(w, " with the secret injected")
+		}
+		if r.URL.RawQuery != "" {
+			fmt.Fprintf(w, " query %s", r.URL.RawQuery)
+		}
 	}))
 	t.Cleanup(f.tlsSrv.Close)
 
 	hosts := f.e.writeFile("hosts", "127.0.0.1 allowed.example refused.example example.com\n")
 	ca := f.e.writeFile("upstream-ca.pem", string(pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: f.tlsSrv.Certificate().Raw})))
-	f.env = append(os.Environ(),
-		"CLAWRUN_EGRESS_HOSTS_FILE="+hosts,
+	f.extraEnv = []string{
+		"CLAWRUN_EGRESS_HOSTS_FILE=" + hosts,
 		// The proxy verifies the secret's host against the host's roots;
 		// Go reads them from here when set.
-		"SSL_CERT_FILE="+ca,
-		"API_KEY="+f.secret,
+		"SSL_CERT_FILE=" + ca,
+		"API_KEY=" + f.secret,
 		"VISIBLE_TOKEN=visible-value",
-	)
+	}
+	f.env = append(os.Environ(), f.extraEnv...)
 	f.e.writeFile("clawrun.yaml", fmt.Sprintf(`agents:
   net:
     rootfs: %s
@@ -448,4 +460,82 @@ kill %%1
 			t.Errorf("logs --net lacks %q:\n%s", want, netlog.stdout)
 		}
 	}
+}
+
+// inspect reads the proxy's listeners and the routes from the container's
+// own network namespace (/proc/PID/net), not from the plan: while the
+// monitor serves the proxy each port listens; once the monitor is killed,
+// inspect fails naming the port; a listener the agent opens on that port
+// in the proxy's place is reported as held inside the container.
+func TestEgressInspectLive(t *testing.T) {
+	f := newEgressFixture(t)
+	const name = "hc-egress-insp"
+	if r := f.run("run", "-d", "--name", name, "net", "--", "/bin/sleep", "120"); r.code != 0 {
+		t.Fatalf("run -d: %s", r)
+	}
+	r := f.run("inspect", name)
+	if r.code != 0 {
+		t.Fatalf("inspect of a healthy egress container: %s", r)
+	}
+	for _, want := range []string{
+		"network interfaces", "lo (ok)",
+		"routes out of loopback", "none (ok)",
+		"egress proxy 127.0.0.1:3128 (HTTP_PROXY)", "egress proxy 127.0.0.1:3129 (API_BASE_URL)",
+	} {
+		if !strings.Contains(r.stdout, want) {
+			t.Errorf("inspect lacks %q:\n%s", want, r.stdout)
+		}
+	}
+	if n := len(regexp.MustCompile(`\) +listening \(ok\)`).FindAllString(r.stdout, -1)); n != 2 {
+		t.Errorf("%d listening proxy ports, want 2:\n%s", n, r.stdout)
+	}
+
+	// The monitor holds the proxy; killed, the proxy is gone while the
+	// agent runs on.
+	monitor := findMonitor(t, name)
+	if err := syscall.Kill(monitor, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "the monitor to exit", func() bool { return syscall.Kill(monitor, 0) != nil })
+	r = f.run("inspect", name)
+	proxyGone := regexp.MustCompile(`egress proxy 127\.0\.0\.1:3128 \(HTTP_PROXY\) +not listening .*MISMATCH`)
+	if r.code == 0 || !proxyGone.MatchString(r.stdout) ||
+		!strings.Contains(r.stderr, `egress proxy 127.0.0.1:3128 (HTTP_PROXY) is "not listening`) {
+		t.Fatalf("inspect without the proxy must fail naming the port: %s", r)
+	}
+
+	// The agent takes the port over: it listens, but not as the proxy.
+	squat := f.e.cmd("exec", name, "/bin/sh", "-c", "nc -l -p 3128")
+	squat.Env = f.env
+	if err := squat.Start(); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = squat.Process.Kill(); _ = squat.Wait() })
+	waitFor(t, "the agent's listener", func() bool {
+		r = f.run("inspect", name)
+		return !proxyGone.MatchString(r.stdout)
+	})
+	if r.code == 0 || !strings.Contains(r.stdout, "listening, but held by a process inside the container") {
+		t.Fatalf("inspect must refuse an agent's own listener on the proxy port: %s", r)
+	}
+}
+
+// findMonitor is the pid of the process that runs the container name
+// (`clawrun __nested-run NAME`, see runtime/nested.go).
+func findMonitor(t *testing.T, name string) int {
+	t.Helper()
+	ents, _ := os.ReadDir("/proc")
+	for _, e := range ents {
+		pid, err := strconv.Atoi(e.Name())
+		if err != nil {
+			continue
+		}
+		b, _ := os.ReadFile(filepath.Join("/proc", e.Name(), "cmdline"))
+		args := strings.Split(strings.TrimRight(string(b), "\x00"), "\x00")
+		if len(args) == 3 && args[0] == clawrunBin && args[1] == "__nested-run" && args[2] == name {
+			return pid
+		}
+	}
+	t.Fatalf("no monitor process for %s", name)
+	return 0
 }

@@ -11,14 +11,34 @@ import (
 	"github.com/clawrun/clawrun/runtime"
 )
 
+// egressBundleHelp is the part of spec's and bundle's help about agents
+// with an egress grant.
+const egressBundleHelp = `
+For an agent with network: {egress: [...]} the config.json carries OCI hooks
+that run this clawrun binary: a createRuntime hook starts the agent's egress
+proxy (listening inside the container on 127.0.0.1:3128 and the base-URL
+ports, as 'clawrun run' does) and a poststop hook stops it; the connection
+log is DATA/logs/CONTAINER-ID.net.log ('clawrun logs --net CONTAINER-ID').
+The agent's grants are in the "clawrun.egress" annotation. A bundle never
+holds a secret's value: a proxied secret needs --secrets FILE, whose path is
+recorded and read by the hook when the container starts; expose: env and
+interception-mode secrets are refused (use base_url_env, or 'clawrun run').
+The hooks work when runc runs as root; under a rootless runc the hook cannot
+join the container's network namespace, and the container does not start.`
+
 func newSpecCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var secrets string
+	cmd := &cobra.Command{
 		Use:   "spec AGENT",
 		Short: "Print the OCI runtime config.json clawrun would use for an agent",
+		Long:  "Print the OCI runtime config.json clawrun would use for an agent.\n" + egressBundleHelp,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prep, err := prepareAgent(g, args[0])
 			if err != nil {
+				return err
+			}
+			if err := egressHooks(g, cmd, prep, secrets); err != nil {
 				return err
 			}
 			b, err := runtime.SpecJSON(prep)
@@ -29,18 +49,25 @@ func newSpecCmd(g *globals) *cobra.Command {
 			return err
 		},
 	}
+	cmd.Flags().StringVar(&secrets, "secrets", "", "secrets file (KEY=VALUE, mode 0600) the egress hook reads when the container starts; only its path goes into config.json")
+	return cmd
 }
 
 func newBundleCmd(g *globals) *cobra.Command {
-	return &cobra.Command{
+	var secrets string
+	cmd := &cobra.Command{
 		Use:   "bundle AGENT DIR",
 		Short: "Write an OCI bundle (config.json + rootfs) that runc can also run",
 		Long: `Write DIR/config.json and a copy of the agent's root filesystem in DIR/rootfs.
-'runc run -b DIR ID' then runs the same sandbox clawrun would.`,
+'runc run -b DIR ID' then runs the same sandbox clawrun would.
+` + egressBundleHelp,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			prep, err := prepareAgent(g, args[0])
 			if err != nil {
+				return err
+			}
+			if err := egressHooks(g, cmd, prep, secrets); err != nil {
 				return err
 			}
 			if err := runtime.WriteBundle(prep, args[1]); err != nil {
@@ -50,6 +77,8 @@ func newBundleCmd(g *globals) *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().StringVar(&secrets, "secrets", "", "secrets file (KEY=VALUE, mode 0600) the egress hook reads when the container starts; only its path goes into config.json")
+	return cmd
 }
 
 func prepareAgent(g *globals, agent string) (*runtime.Prepared, error) {
@@ -72,8 +101,12 @@ func newInspectCmd(g *globals) *cobra.Command {
 		Long: `Print the sandbox of a container (by name) or of an agent from the agent file,
 as a flat list to audit top to bottom. For a running container clawrun also
 reads /proc of its init process and checks that seccomp, no_new_privileges,
-empty capabilities and separate namespaces are really in force; a mismatch
-makes inspect fail.`,
+empty capabilities and separate namespaces are really in force, that its
+network namespace has no interface but lo and no route out, and, for an
+egress agent, that the proxy listens inside it on 127.0.0.1:3128 and each
+base-URL port (and no process of the container holds those sockets), and,
+when the host allowlist sets a total, that the parent cgroup's limit files
+still hold it; a mismatch makes inspect fail.`,
 		Args: cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := g.runtime()

@@ -13,6 +13,16 @@
 //	post CHANNEL TEXT  post TEXT into another channel (a channel id, or a
 //	              Slack channel link <#C…|name>); clawrun posts it only if
 //	              the agent file grants that channel with slack.post_to
+//	fetch URL     GET URL through HTTP_PROXY/HTTPS_PROXY and reply with
+//	              the status and the start of the body ($NAME expanded
+//	              from the agent's environment; see fetch.go)
+//
+// With -faults it also fails on demand, to show (and test) what clawrun
+// serve tells the chat when an agent dies while handling a message:
+//
+//	crash [CODE]  exit at once with CODE (default 3), without answering
+//	oom           allocate memory until the memory limit gets the agent
+//	              OOM-killed (it gives up and answers after hogMiB)
 //
 // It is built static (CGO_ENABLED=0) so it runs in any root filesystem,
 // e.g. the busybox rootfs of package rootfs.
@@ -69,7 +79,16 @@ type identity struct {
 type system interface {
 	Whoami() (identity, error)
 	ReadDir(dir string) ([]string, error)
+	// Exit ends the agent (-faults: crash); it does not return.
+	Exit(code int)
+	// Hog allocates and touches memory, a MiB at a time, up to maxMiB,
+	// keeping all of it, and returns how many MiB it got (-faults: oom).
+	Hog(maxMiB int) int
 }
+
+// hogMiB bounds the oom command: without a memory limit the agent must not
+// take the host down, only show that nothing stopped it.
+const hogMiB = 1024
 
 type hostSystem struct{}
 
@@ -88,6 +107,21 @@ func (hostSystem) Whoami() (identity, error) {
 	return id, err
 }
 
+func (hostSystem) Exit(code int) { os.Exit(code) }
+
+func (hostSystem) Hog(maxMiB int) int {
+	var kept [][]byte
+	for len(kept) < maxMiB {
+		b := make([]byte, 1<<20)
+		// Touch every page: untouched pages are never charged.
+		for i := 0; i < len(b); i += 4096 {
+			b[i] = 1
+		}
+		kept = append(kept, b)
+	}
+	return len(kept)
+}
+
 func (hostSystem) ReadDir(dir string) ([]string, error) {
 	entries, err := os.ReadDir(dir)
 	names := make([]string, 0, len(entries))
@@ -101,7 +135,7 @@ func (hostSystem) ReadDir(dir string) ([]string, error) {
 	return names, err
 }
 
-const helpText = "commands: help, ping, whoami, ls [dir], time, post CHANNEL TEXT; anything else is echoed back"
+const helpText = "commands: help, ping, whoami, ls [dir], time, post CHANNEL TEXT, fetch URL; anything else is echoed back"
 
 // answer is the reply text for m. It depends only on m and what sys reports.
 func answer(m message, sys system) string {
@@ -129,6 +163,8 @@ func answer(m message, sys system) string {
 		if arg == "" {
 			return slackTime(m.TS)
 		}
+	case "fetch":
+		return fetch(sys, arg)
 	case "post":
 		if channel, _, ok := postRequest(m); ok {
 			return "asked clawrun to post that in " + channel + " (it appears there only if my agent file grants it with post_to)"
@@ -245,9 +281,37 @@ func slackTime(ts string) string {
 	return "message sent at " + time.Unix(sec, nsec).UTC().Format("2006-01-02 15:04:05 UTC")
 }
 
+// options are the command-line switches.
+type options struct {
+	status bool // send a working status before each reply
+	faults bool // obey crash and oom
+}
+
+// fault carries out a fault command (-faults): crash never returns, oom
+// returns only if nothing stopped it, with the reply saying so.
+func fault(m message, sys system) (string, bool) {
+	cmd, arg, _ := strings.Cut(strings.TrimSpace(stripMention(m.Text)), " ")
+	arg = strings.TrimSpace(arg)
+	switch strings.ToLower(cmd) {
+	case "crash":
+		code := 3
+		if n, err := strconv.Atoi(arg); err == nil && n > 0 && n < 256 {
+			code = n
+		}
+		sys.Exit(code)
+		return fmt.Sprintf("crash: exit %d did not end the agent", code), true
+	case "oom":
+		if arg == "" {
+			n := sys.Hog(hogMiB)
+			return fmt.Sprintf("oom: allocated %d MiB and nothing stopped me: no memory limit applies (or it is higher)", n), true
+		}
+	}
+	return "", false
+}
+
 // run serves messages from in until EOF. Malformed lines are reported on
 // logw and skipped; only failing to write a reply is an error.
-func run(in io.Reader, out, logw io.Writer, sys system, status bool) error {
+func run(in io.Reader, out, logw io.Writer, sys system, o options) error {
 	r := bufio.NewReader(in)
 	w := bufio.NewWriter(out)
 	enc := json.NewEncoder(w)
@@ -272,17 +336,24 @@ func run(in io.Reader, out, logw io.Writer, sys system, status bool) error {
 			if perr != nil {
 				fmt.Fprintf(logw, "echo-agent: line %d skipped: %v\n", lineNo, perr)
 			} else {
-				if status {
+				if o.status {
 					if err := send(reply{ReplyTo: m.ID, Status: "working"}); err != nil {
 						return err
 					}
 				}
-				if channel, text, ok := postRequest(m); ok {
-					if err := send(reply{ReplyTo: m.ID, Channel: channel, Text: text}); err != nil {
+				text, isFault := "", false
+				if o.faults {
+					text, isFault = fault(m, sys)
+				}
+				if channel, post, ok := postRequest(m); ok && !isFault {
+					if err := send(reply{ReplyTo: m.ID, Channel: channel, Text: post}); err != nil {
 						return err
 					}
 				}
-				if err := send(reply{ReplyTo: m.ID, Text: answer(m, sys)}); err != nil {
+				if !isFault {
+					text = answer(m, sys)
+				}
+				if err := send(reply{ReplyTo: m.ID, Text: text}); err != nil {
 					return err
 				}
 			}
@@ -331,9 +402,11 @@ func parse(line []byte, tooLong bool) (message, error) {
 }
 
 func main() {
-	status := flag.Bool("status", false, `send {"reply_to": id, "status": "working"} before each reply`)
+	var o options
+	flag.BoolVar(&o.status, "status", false, `send {"reply_to": id, "status": "working"} before each reply`)
+	flag.BoolVar(&o.faults, "faults", false, "obey the fault commands crash [CODE] and oom (to test how clawrun reports a dying agent)")
 	flag.Usage = func() {
-		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-status]\n\nReads clawrun agent messages (JSON lines) on stdin and writes replies on stdout.\n\n", os.Args[0])
+		fmt.Fprintf(flag.CommandLine.Output(), "usage: %s [-status] [-faults]\n\nReads clawrun agent messages (JSON lines) on stdin and writes replies on stdout.\n\n", os.Args[0])
 		flag.PrintDefaults()
 	}
 	flag.Parse()
@@ -341,7 +414,7 @@ func main() {
 		flag.Usage()
 		os.Exit(2)
 	}
-	if err := run(os.Stdin, os.Stdout, os.Stderr, hostSystem{}, *status); err != nil {
+	if err := run(os.Stdin, os.Stdout, os.Stderr, hostSystem{}, o); err != nil {
 		fmt.Fprintf(os.Stderr, "echo-agent: %v\n", err)
 		os.Exit(1)
 	}

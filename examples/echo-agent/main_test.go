@@ -17,9 +17,20 @@ type fakeSystem struct {
 	idErr  error
 	dirs   map[string][]string
 	dirErr error
+	exits  *[]int
 }
 
 func (f fakeSystem) Whoami() (identity, error) { return f.id, f.idErr }
+
+// Exit records the code instead of exiting, so a test sees the reply that
+// says the crash did not happen.
+func (f fakeSystem) Exit(code int) {
+	if f.exits != nil {
+		*f.exits = append(*f.exits, code)
+	}
+}
+
+func (f fakeSystem) Hog(maxMiB int) int { return min(maxMiB, 7) }
 
 func (f fakeSystem) ReadDir(dir string) ([]string, error) {
 	if names, ok := f.dirs[dir]; ok {
@@ -177,7 +188,7 @@ func TestRun(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			var out, logw bytes.Buffer
-			if err := run(strings.NewReader(tt.in), &out, &logw, fake, tt.status); err != nil {
+			if err := run(strings.NewReader(tt.in), &out, &logw, fake, options{status: tt.status}); err != nil {
 				t.Fatalf("run: %v", err)
 			}
 			var got []reply
@@ -213,7 +224,7 @@ func TestRun(t *testing.T) {
 func TestRunWireFormat(t *testing.T) {
 	var out bytes.Buffer
 	in := `{"id":"m<1>","text":"a <b> & c"}` + "\n"
-	if err := run(strings.NewReader(in), &out, &bytes.Buffer{}, fake, false); err != nil {
+	if err := run(strings.NewReader(in), &out, &bytes.Buffer{}, fake, options{}); err != nil {
 		t.Fatal(err)
 	}
 	want := `{"reply_to":"m<1>","text":"echo: a <b> & c"}` + "\n"
@@ -227,7 +238,7 @@ type failWriter struct{}
 func (failWriter) Write([]byte) (int, error) { return 0, errors.New("broken pipe") }
 
 func TestRunWriteError(t *testing.T) {
-	err := run(strings.NewReader(`{"id":"m1","text":"hi"}`+"\n"), failWriter{}, &bytes.Buffer{}, fake, false)
+	err := run(strings.NewReader(`{"id":"m1","text":"hi"}`+"\n"), failWriter{}, &bytes.Buffer{}, fake, options{})
 	if err == nil || !strings.Contains(err.Error(), `writing reply to "m1"`) {
 		t.Fatalf("run with a broken stdout: %v, want a write error naming the message", err)
 	}
@@ -254,11 +265,45 @@ func (s *stepReader) Read(p []byte) (int, error) {
 func TestRunFlushesEachReply(t *testing.T) {
 	var out bytes.Buffer
 	r := &stepReader{lines: []string{`{"id":"1","text":"a"}` + "\n", `{"id":"2","text":"b"}` + "\n"}, out: &out}
-	if err := run(r, &out, &bytes.Buffer{}, fake, false); err != nil {
+	if err := run(r, &out, &bytes.Buffer{}, fake, options{}); err != nil {
 		t.Fatal(err)
 	}
 	// Before reading the second message, the first reply must be written.
 	if len(r.seen) < 2 || !strings.Contains(r.seen[1], `"reply_to":"1"`) {
 		t.Fatalf("output seen at each read: %q; want reply 1 flushed before message 2 is read", r.seen)
+	}
+}
+
+// With -faults, crash exits with the code given (3 by default) and oom
+// hogs memory; without it both are echoed like any text.
+func TestFaults(t *testing.T) {
+	in := `{"id":"c1","text":"crash 7"}` + "\n" + `{"id":"c2","text":"<@U1> crash"}` + "\n" +
+		`{"id":"o1","text":"oom"}` + "\n"
+	for _, faults := range []bool{true, false} {
+		var exits []int
+		sys := fake
+		sys.exits = &exits
+		var out bytes.Buffer
+		if err := run(strings.NewReader(in), &out, &bytes.Buffer{}, sys, options{faults: faults}); err != nil {
+			t.Fatal(err)
+		}
+		want := `{"reply_to":"c1","text":"echo: crash 7"}
+{"reply_to":"c2","text":"echo: crash"}
+{"reply_to":"o1","text":"echo: oom"}
+`
+		wantExits := []int(nil)
+		if faults {
+			want = `{"reply_to":"c1","text":"crash: exit 7 did not end the agent"}
+{"reply_to":"c2","text":"crash: exit 3 did not end the agent"}
+{"reply_to":"o1","text":"oom: allocated 7 MiB and nothing stopped me: no memory limit applies (or it is higher)"}
+`
+			wantExits = []int{7, 3}
+		}
+		if out.String() != want {
+			t.Errorf("faults=%v: output\n%s\nwant\n%s", faults, out.String(), want)
+		}
+		if fmt.Sprint(exits) != fmt.Sprint(wantExits) {
+			t.Errorf("faults=%v: exits %v, want %v", faults, exits, wantExits)
+		}
 	}
 }
