@@ -209,7 +209,7 @@ func benchLatency(t *testing.T, n int, gap time.Duration, data string, command [
 		e.data = filepath.Join(data, "data")
 	}
 	benchFile(e, 1, command)
-	p := startServeWith(t, e, fs, 1, 1, "CLAWRUN_SLACK_POST_INTERVAL=off")
+	p := startServeWith(t, e, fs, 1, serveOpts{env: []string{"CLAWRUN_SLACK_POST_INTERVAL=off"}})
 	defer p.stop(t)
 	var samples, acks []time.Duration
 	const warmup = 50
@@ -252,7 +252,7 @@ func benchThroughput(t *testing.T, n, agents int) throughputStats {
 	defer fs.Close()
 	e := newEnv(t)
 	benchFile(e, agents, []string{"/agent"})
-	p := startServeWith(t, e, fs, 1, agents, "CLAWRUN_SLACK_POST_INTERVAL=off")
+	p := startServeWith(t, e, fs, 1, serveOpts{agents: agents, env: []string{"CLAWRUN_SLACK_POST_INTERVAL=off"}})
 	defer p.stop(t)
 	// Warm every agent up.
 	for i := range agents {

@@ -34,7 +34,7 @@ func TestServeEgress(t *testing.T) {
       channels: [%s]
       users: [U0ALICE]
 `, baseRootfs, p1, p2, p2, channel))
-	startServeWith(t, f.e, fs, 1, 1, f.extraEnv...)
+	startServeWith(t, f.e, fs, 1, serveOpts{env: f.extraEnv})
 
 	ask := func(n int, text string) string {
 		t.Helper()

@@ -39,7 +39,9 @@ func startNoticeServe(t *testing.T, agent, channel, extra string) *noticeServe {
     slack:
       channels: [%s]
 %s`, agent, baseRootfs, channel, extra))
-	return &noticeServe{fs: fs, e: e, p: startServe(t, e, fs, 1), channel: channel}
+	// Short restart delays: the notices, not the backoff, are under test.
+	p := startServeWith(t, e, fs, 1, serveOpts{args: []string{"--restart-delay", "50ms", "--restart-delay-max", "200ms"}})
+	return &noticeServe{fs: fs, e: e, p: p, channel: channel}
 }
 
 // send posts text as U0ALICE in the channel and returns its ts.
@@ -55,8 +57,8 @@ func inThread(ts, text string) func(fakeslack.Post) bool {
 }
 
 // A crash on a message: the thread is told, with the exit code, at every
-// attempt, and then that serve gives up on the message (5 attempts, with
-// the restart backoff of 1+2+4+8 s in between); the agent is restarted and
+// attempt, and then that serve gives up on the message (5 attempts, the
+// default of --max-attempts); the agent is restarted and
 // answers the next message. Root and rootless.
 func TestServeNoticeCrash(t *testing.T) {
 	const agent, channel = "noticecrash", "C0NOTICE1"

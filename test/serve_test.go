@@ -48,20 +48,28 @@ func writeServeFile(e *env) {
 // agent runs and its socket is connected (the n-th connection).
 func startServe(t *testing.T, e *env, fs *fakeslack.Server, conn int) *serveProc {
 	t.Helper()
-	return startServeWith(t, e, fs, conn, 1)
+	return startServeWith(t, e, fs, conn, serveOpts{})
 }
 
-// startServeWith is startServe for a file of several agents, waiting until
-// each has started, with extra environment variables for serve.
-func startServeWith(t *testing.T, e *env, fs *fakeslack.Server, conn, agents int, extraEnv ...string) *serveProc {
+// serveOpts vary how startServeWith runs serve.
+type serveOpts struct {
+	agents int      // how many agents must have started (default 1)
+	args   []string // more flags of serve
+	env    []string // more environment variables of serve
+}
+
+// startServeWith is startServe with options: a file of several agents,
+// waiting until each has started, more flags or environment.
+func startServeWith(t *testing.T, e *env, fs *fakeslack.Server, conn int, o serveOpts) *serveProc {
 	t.Helper()
-	c := e.cmd("serve")
+	agents := max(o.agents, 1)
+	c := e.cmd(append([]string{"serve"}, o.args...)...)
 	c.Env = append(os.Environ(),
 		"SLACK_BOT_TOKEN="+fakeslack.BotToken,
 		"SLACK_APP_TOKEN="+fakeslack.AppToken,
 		"CLAWRUN_SLACK_API_URL="+fs.APIURL,
 	)
-	c.Env = append(c.Env, extraEnv...)
+	c.Env = append(c.Env, o.env...)
 	p := &serveProc{cmd: c, stderr: &syncBuffer{}, done: make(chan struct{})}
 	c.Stderr = p.stderr
 	if err := c.Start(); err != nil {

@@ -9,6 +9,7 @@ import (
 	"path/filepath"
 	"strings"
 	"syscall"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -24,6 +25,9 @@ type serveFlags struct {
 	listen  string
 	secrets string
 	debug   bool
+	// Restart and retry policy of the gateway (gateway.Options).
+	restartDelay, restartDelayMax time.Duration
+	maxAttempts                   int
 }
 
 func newServeCmd(g *globals) *cobra.Command {
@@ -34,7 +38,7 @@ func newServeCmd(g *globals) *cobra.Command {
 		Long: `Connect to Slack and carry messages between Slack and the agents of the agent
 file (--config, default ./clawrun.yaml) that have a slack section, or only the
 AGENTs named. Each agent runs in its own container, started once and restarted
-with backoff if it exits; messages reach it as JSON lines on stdin and its
+with backoff if it exits (--restart-delay, doubling up to --restart-delay-max); messages reach it as JSON lines on stdin and its
 replies are posted in the message's thread (docs/protocol.md, docs/gateway.md).
 
 Every message is stored under --data (gateway.db and its log gateway.db-wal) before Slack is told it was
@@ -59,8 +63,8 @@ DATA/logs/AGENT.net.log ('clawrun logs --net AGENT').
 
 If an agent dies while it handles a message (a crash, a signal, an OOM kill
 at its memory limit), the message's thread is told why and that the agent is
-restarted and the message retried, or, after 5 attempts, given up; the
-reason is also in serve's log and the agent's log.
+restarted and the message retried, or, after --max-attempts (5) attempts,
+given up; the reason is also in serve's log and the agent's log.
 
 serve runs until SIGINT or SIGTERM, then gives each agent end of input and a
 few seconds to finish its message before stopping it. Progress goes to stderr.`,
@@ -74,10 +78,16 @@ few seconds to finish its message before stopping it. Progress goes to stderr.`,
 	cmd.Flags().StringVar(&f.listen, "listen", "", "receive the Events API over HTTP on ADDR (e.g. :3000) instead of Socket Mode")
 	cmd.Flags().StringVar(&f.secrets, "secrets", "", "file with SLACK_* tokens and the agents' secrets as KEY=VALUE lines (mode 0600)")
 	cmd.Flags().BoolVar(&f.debug, "debug", false, "log every message routed and answered")
+	cmd.Flags().DurationVar(&f.restartDelay, "restart-delay", gateway.DefaultBackoffMin, "wait before restarting an agent that exited; doubles with every failure in a row (also paces retries of a failed post)")
+	cmd.Flags().DurationVar(&f.restartDelayMax, "restart-delay-max", gateway.DefaultBackoffMax, "longest wait before restarting an agent")
+	cmd.Flags().IntVar(&f.maxAttempts, "max-attempts", gateway.DefaultMaxAttempts, "how often a message is given to an agent that dies handling it before serve gives up on it")
 	return cmd
 }
 
 func runServe(g *globals, f serveFlags, names []string) error {
+	if err := f.check(); err != nil {
+		return err
+	}
 	level := slog.LevelInfo
 	if f.debug {
 		level = slog.LevelDebug
@@ -162,6 +172,7 @@ func runServe(g *globals, f serveFlags, names []string) error {
 	}
 	gw, err := gateway.New(gateway.Options{
 		Transport: tr, Runner: runner, Store: store, Agents: plans, Logger: log,
+		BackoffMin: f.restartDelay, BackoffMax: f.restartDelayMax, MaxAttempts: f.maxAttempts,
 	})
 	if err != nil {
 		return err
@@ -172,6 +183,20 @@ func runServe(g *globals, f serveFlags, names []string) error {
 		log.Info("stopped")
 	}
 	return err
+}
+
+// check refuses restart settings the gateway would silently replace by
+// its defaults.
+func (f serveFlags) check() error {
+	switch {
+	case f.restartDelay <= 0:
+		return fmt.Errorf("--restart-delay %s: give a positive duration such as 1s or 200ms", f.restartDelay)
+	case f.restartDelayMax < f.restartDelay:
+		return fmt.Errorf("--restart-delay-max %s is below --restart-delay %s: give at least %s", f.restartDelayMax, f.restartDelay, f.restartDelay)
+	case f.maxAttempts < 1:
+		return fmt.Errorf("--max-attempts %d: give at least 1 (1 gives up on a message at the first crash)", f.maxAttempts)
+	}
+	return nil
 }
 
 // servedAgents picks the named agents, or every agent with a slack route.
