@@ -9,25 +9,10 @@ import (
 
 	"github.com/google/go-containerregistry/pkg/name"
 	v1 "github.com/google/go-containerregistry/pkg/v1"
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
-)
 
-// withCmd is img with another Cmd: another config, so another image ID.
-func withCmd(t *testing.T, img v1.Image, cmd string) v1.Image {
-	t.Helper()
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Cmd = []string{cmd}
-	out, err := mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
+	"github.com/clawrun/clawrun/internal/imagetest"
+)
 
 func imageID(t *testing.T, img v1.Image) string {
 	t.Helper()
@@ -43,7 +28,7 @@ func imageID(t *testing.T, img v1.Image) string {
 // lists what the archive holds.
 func TestDockerArchiveSeveralImages(t *testing.T) {
 	s := newStore(t)
-	one, two, bare := withCmd(t, testImage(t), "one"), withCmd(t, testImage(t), "two"), withCmd(t, testImage(t), "untagged")
+	one, two, bare := imagetest.WithCmd(t, testImage(t), "one"), imagetest.WithCmd(t, testImage(t), "two"), imagetest.WithCmd(t, testImage(t), "untagged")
 	tagOne, _ := name.NewTag("team/one:v1")
 	tagTwo, _ := name.NewTag("localhost:5000/two:v2")
 	refs := map[name.Reference]v1.Image{tagOne: one, tagTwo: two}

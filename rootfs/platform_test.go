@@ -10,6 +10,8 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/empty"
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/remote"
+
+	"github.com/clawrun/clawrun/internal/imagetest"
 )
 
 // otherArch is an architecture that is not the host's.
@@ -40,7 +42,7 @@ func forArch(t *testing.T, img v1.Image, arch, variant string) v1.Image {
 // attestation entry as buildkit adds (which is never picked or listed).
 func pushIndex(t *testing.T, ref string, host, other v1.Image) (idxDigest string) {
 	t.Helper()
-	att := forArch(t, withCmd(t, host, "attestation"), "unknown", "")
+	att := forArch(t, imagetest.WithCmd(t, host, "attestation"), "unknown", "")
 	idx := mutate.AppendManifests(empty.Index,
 		mutate.IndexAddendum{Add: host, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: hostPlatform().Architecture}}},
 		mutate.IndexAddendum{Add: other, Descriptor: v1.Descriptor{Platform: &v1.Platform{OS: "linux", Architecture: otherArch(), Variant: "v8"}}},
@@ -67,7 +69,7 @@ func pushIndex(t *testing.T, ref string, host, other v1.Image) (idxDigest string
 func TestPullPlatformFromIndex(t *testing.T) {
 	host, _ := testRegistry(t, nil)
 	mine := testImage(t)
-	other := forArch(t, withCmd(t, mine, "other"), otherArch(), "v8")
+	other := forArch(t, imagetest.WithCmd(t, mine, "other"), otherArch(), "v8")
 	ref := host + "/team/multi:v1"
 	idxDigest := pushIndex(t, ref, mine, other)
 	s := newStore(t)

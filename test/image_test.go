@@ -18,6 +18,7 @@ import (
 	"github.com/google/go-containerregistry/pkg/v1/mutate"
 	"github.com/google/go-containerregistry/pkg/v1/tarball"
 
+	"github.com/clawrun/clawrun/internal/imagetest"
 	"github.com/clawrun/clawrun/rootfs"
 )
 
@@ -291,22 +292,6 @@ func TestImageSharedBase(t *testing.T) {
 	}
 }
 
-// otherImage is agentImage with another Cmd: another image ID.
-func otherImage(t *testing.T, img v1.Image, cmd string) v1.Image {
-	t.Helper()
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.Cmd = []string{cmd}
-	out, err := mutate.ConfigFile(img, cf)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return out
-}
-
 // `clawrun run --image` runs an ad-hoc sandbox from an image: here one of
 // two images of a docker save tarball, picked by tag. The image's config
 // applies, CMD after -- replaces its Cmd (its Entrypoint stays),
@@ -322,7 +307,7 @@ func TestImageAdHocRun(t *testing.T) {
 		}
 	})
 	img := agentImage(t)
-	other := otherImage(t, img, `echo other-image-ran`)
+	other := imagetest.WithCmd(t, img, `echo other-image-ran`)
 	tagA, _ := name.NewTag("team/agent:v1")
 	tagB, _ := name.NewTag("localhost:5000/other:v2")
 	if err := tarball.MultiRefWriteToFile(filepath.Join(e.dir, "images.tar"), map[name.Reference]v1.Image{tagA: img, tagB: other}); err != nil {
