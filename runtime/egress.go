@@ -33,6 +33,8 @@ import (
 // the namespace it was created in, while the proxy serving it keeps
 // dialling from the host's. So nothing runs inside the container, nothing
 // is mounted into it, and the agent cannot kill or replace the listeners.
+// A bundle's OCI hook did not create the container and may lack that right
+// (rootless runc): it opens them through nsenter (egress_listen.go).
 
 // EgressProxyPort is the in-container port of the forward proxy
 // (HTTP_PROXY); base-URL secrets get the ports after it, in file order.
@@ -190,6 +192,15 @@ func (e *egressRun) Close() {
 // startEgress starts the proxy of the container whose init is pid, with its
 // listeners inside that init's network namespace.
 func (r *Runtime) startEgress(p *policy.Plan, o RunOptions, pid int, spec *specs.Spec, logPath string) (*egressRun, error) {
+	return r.startEgressWith(p, o, pid, spec, logPath, listenInNetns)
+}
+
+// netnsListen opens TCP listeners on addrs inside the network namespace of
+// pid: listenInNetns for a process that created the container, or
+// listenThroughNsenter for an OCI hook, which did not.
+type netnsListen func(pid int, addrs []string) ([]net.Listener, error)
+
+func (r *Runtime) startEgressWith(p *policy.Plan, o RunOptions, pid int, spec *specs.Spec, logPath string, listen netnsListen) (*egressRun, error) {
 	if p.Network != policy.NetworkEgress {
 		return nil, nil
 	}
@@ -228,7 +239,7 @@ func (r *Runtime) startEgress(p *policy.Plan, o RunOptions, pid int, spec *specs
 	for _, n := range names {
 		addrs = append(addrs, "127.0.0.1:"+strconv.Itoa(ports[n]))
 	}
-	ls, err := listenInNetns(pid, addrs)
+	ls, err := listen(pid, addrs)
 	if err != nil {
 		_ = px.Close()
 		logFile.Close()
@@ -267,23 +278,29 @@ func listenInNetns(pid int, addrs []string) ([]net.Listener, error) {
 			if err := unix.Setns(int(ns.Fd()), unix.CLONE_NEWNET); err != nil {
 				return nil, fmt.Errorf("join the container's network namespace: %w", err)
 			}
-			var ls []net.Listener
-			for _, a := range addrs {
-				l, err := net.Listen("tcp4", a)
-				if err != nil {
-					for _, l := range ls {
-						l.Close()
-					}
-					return nil, fmt.Errorf("listen on %s inside the container: %w", a, err)
-				}
-				ls = append(ls, l)
-			}
-			return ls, nil
+			return listenAll(addrs)
 		}()
 		ch <- result{ls, err}
 	}()
 	res := <-ch
 	return res.ls, res.err
+}
+
+// listenAll opens a TCP listener on each of addrs in the caller's network
+// namespace (the container's, by then), all or none.
+func listenAll(addrs []string) ([]net.Listener, error) {
+	var ls []net.Listener
+	for _, a := range addrs {
+		l, err := net.Listen("tcp4", a)
+		if err != nil {
+			for _, l := range ls {
+				l.Close()
+			}
+			return nil, fmt.Errorf("listen on %s inside the container: %w", a, err)
+		}
+		ls = append(ls, l)
+	}
+	return ls, nil
 }
 
 // writeCABundle writes EgressCAPath into the container whose init is pid

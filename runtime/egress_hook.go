@@ -24,8 +24,10 @@ import (
 // binary. The createRuntime hook (run by the runtime in the host's
 // namespaces once the container's namespaces exist, before the agent's
 // command; it gets the container's state, with the init's pid, on stdin)
-// starts a detached proxy process — the same egress.Proxy and
-// listenInNetns as `clawrun run` — and returns once its listeners exist;
+// starts a detached proxy process — the same egress.Proxy as `clawrun
+// run`, with its listeners opened inside the container's network namespace
+// through nsenter (listenThroughNsenter, which works under rootless runc
+// as under runc as root) — and returns once they exist;
 // the poststop hook stops it. The proxy also ends by itself when the
 // container's init exits, so a runtime that skips poststop (a crash, a
 // SIGKILL of runc) leaves nothing behind. The bundle holds the agent's
@@ -234,11 +236,10 @@ func ServeEgressHook() {
 	sigs := make(chan os.Signal, 1)
 	signal.Notify(sigs, unix.SIGTERM, unix.SIGINT, unix.SIGHUP)
 	r := &Runtime{DataDir: q.Config.Data}
-	eg, err := r.startEgress(q.Config.Plan(), q.Options, q.Pid, nil, q.NetLog)
+	// The hook did not create the container: under rootless runc it could
+	// not join its network namespace in-process (see egress_listen.go).
+	eg, err := r.startEgressWith(q.Config.Plan(), q.Options, q.Pid, nil, q.NetLog, listenThroughNsenter)
 	if err != nil {
-		if errors.Is(err, unix.EPERM) && os.Geteuid() != 0 {
-			err = fmt.Errorf("%w: an unprivileged process cannot join a network namespace its runtime created (that takes CAP_SYS_ADMIN over the host's user namespace); run this bundle with runc as root, or run the agent with 'clawrun run', which starts the proxy from inside its user namespace", err)
-		}
 		fail(fmt.Errorf("egress hook: %w", err))
 	}
 	if err := os.WriteFile(q.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {

@@ -5,7 +5,9 @@
 set -eu
 
 TEST_USER=${CLAWRUN_TEST_USER:-clawrun-test}
-PKGS="libseccomp-dev libc6-dev busybox-static uidmap runc hyperfine gcc make pkg-config"
+# util-linux: nsenter, which the egress hook of a bundle runs (essential on
+# Debian, listed because clawrun needs it).
+PKGS="libseccomp-dev libc6-dev busybox-static uidmap runc hyperfine gcc make pkg-config util-linux"
 
 if [ "$(id -u)" -ne 0 ]; then
 	echo "setup-host: not root; checking only" >&2

@@ -53,6 +53,22 @@ func newEgressHookCmd() *cobra.Command {
 	}
 }
 
+// newEgressListenCmd is the hidden command the egress hook's proxy starts
+// through nsenter inside the container's user and network namespaces (see
+// runtime/egress_listen.go): it opens the listeners there and passes them
+// back on fd 3.
+func newEgressListenCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:    runtime.EgressListenCommand + " ADDR...",
+		Short:  "open the egress proxy's listeners inside a container (run by the egress hook, not by hand)",
+		Hidden: true,
+		Args:   cobra.MinimumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			return runtime.ServeEgressListen(args)
+		},
+	}
+}
+
 // egressHooks adds the egress proxy's OCI hooks to the spec of an egress
 // agent for `spec` and `bundle`: under plain runc they start and stop the
 // proxy `clawrun run` would. It names what the bundle needs on stderr.
@@ -78,10 +94,11 @@ func egressHooks(g *globals, cmd *cobra.Command, prep *runtime.Prepared, secrets
 	if prep.Spec.Hooks == nil {
 		return nil
 	}
-	fmt.Fprintf(cmd.ErrOrStderr(), "note: agent %s has an egress grant: the bundle's hooks run %s to start its proxy (connection log: clawrun --data %s logs --net CONTAINER-ID)", prep.Plan.Name, self, data)
-	if os.Geteuid() != 0 {
-		fmt.Fprint(cmd.ErrOrStderr(), "; they work only when runc runs as root: a rootless runc's hook cannot join the container's network namespace, so the container would not start")
+	fmt.Fprintf(cmd.ErrOrStderr(), "note: agent %s has an egress grant: the bundle's hooks run %s to start its proxy (connection log: clawrun --data %s logs --net CONTAINER-ID)\n", prep.Plan.Name, self, data)
+	// The hook fails the container's start without nsenter; say so now,
+	// where it can still be installed before the bundle runs.
+	if _, err := runtime.NsenterPath(); err != nil {
+		fmt.Fprintf(cmd.ErrOrStderr(), "warning: %v\n", err)
 	}
-	fmt.Fprintln(cmd.ErrOrStderr())
 	return nil
 }

@@ -23,8 +23,9 @@ The agent's grants are in the "clawrun.egress" annotation. A bundle never
 holds a secret's value: a proxied secret needs --secrets FILE, whose path is
 recorded and read by the hook when the container starts; expose: env and
 interception-mode secrets are refused (use base_url_env, or 'clawrun run').
-The hooks work when runc runs as root; under a rootless runc the hook cannot
-join the container's network namespace, and the container does not start.`
+The hooks work under runc as root and under rootless runc (which needs
+idmap: single); they run util-linux's nsenter to open the proxy's listeners
+inside the container.`
 
 func newSpecCmd(g *globals) *cobra.Command {
 	var secrets string

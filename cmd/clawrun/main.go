@@ -114,7 +114,7 @@ file (clawrun.yaml). No daemon and no sudo are needed.`,
 		newKillCmd(g), newRmCmd(g), newSpecCmd(g), newBundleCmd(g), newInspectCmd(g),
 		newDemoCmd(g), newVersionCmd(), newPolicyCmd(g), newDoctorCmd(g), newStatsCmd(g),
 		newServeCmd(g), newSlackCmd(g), newSeccompCmd(), newImageCmd(g), newWorkspaceCmd(g),
-		newEgressHookCmd(),
+		newEgressHookCmd(), newEgressListenCmd(),
 	)
 	return root
 }
