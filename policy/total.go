@@ -46,6 +46,15 @@ func checkCgroupParent(s string) error {
 			return fmt.Errorf("invalid cgroup_parent %q: %q is not allowed; give one cgroup name such as clawrun (letters, digits, '-', '_', '.')", s, r)
 		}
 	}
+	// clawrun owns its parent: every run writes the total there, or resets
+	// it to unlimited. A systemd unit's cgroup (system.slice, user.slice,
+	// init.scope, a user manager's app.slice) has limits of systemd's,
+	// which a run would overwrite, and the host's services below it.
+	for _, unit := range []string{".slice", ".scope", ".service", ".mount", ".socket", ".swap"} {
+		if strings.HasSuffix(s, unit) {
+			return fmt.Errorf("invalid cgroup_parent %q: a systemd unit's cgroup, whose limits (and services) clawrun would overwrite on every run; give a name of clawrun's own such as clawrun", s)
+		}
+	}
 	return nil
 }
 

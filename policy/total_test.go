@@ -42,3 +42,24 @@ func TestAdHocCPUsAboveTotal(t *testing.T) {
 		t.Fatalf("plan %+v", p)
 	}
 }
+
+// cgroup_parent names a cgroup clawrun owns: each run writes the total to
+// it or resets it to unlimited, so a systemd unit's cgroup (whose limits
+// systemd set, with the host's services below) is refused, as are paths.
+func TestCgroupParentNames(t *testing.T) {
+	for _, ok := range []string{"clawrun", "ci-agents", "team_a.v2"} {
+		if err := checkCgroupParent(ok); err != nil {
+			t.Errorf("%q refused: %v", ok, err)
+		}
+	}
+	for _, bad := range []string{"system.slice", "user.slice", "init.scope", "app.slice", "docker.service", "../etc", "a/b", ".hidden", ""} {
+		err := checkCgroupParent(bad)
+		if err == nil {
+			t.Errorf("cgroup_parent %q accepted", bad)
+			continue
+		}
+		if !strings.Contains(err.Error(), "such as clawrun") {
+			t.Errorf("%q: the error names no fix: %v", bad, err)
+		}
+	}
+}

@@ -291,18 +291,31 @@ func (req imageRequest) apply(ctx context.Context, st *rootfs.Store) (res imageR
 	case "resolve":
 		res.Image, err = st.Resolve(ctx, req.Ref)
 	case "rmtree":
-		// Only ever a base or an unpack of this store: the request comes
-		// from our own parent, but a path outside would be a host file
-		// the range's ids could reach.
-		rel, rerr := filepath.Rel(st.Dir, req.Path)
-		if rerr != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
-			return res, fmt.Errorf("image store: refusing to remove %s, outside %s", req.Path, st.Dir)
-		}
-		err = rootfs.RemoveTree(req.Path)
+		err = req.rmtree(st.Dir)
 	default:
 		err = fmt.Errorf("image store: unknown operation %q", req.Op)
 	}
 	return res, err
+}
+
+// rmtree removes req.Path, which must lie below dir: only ever a base or
+// an unpack of a store, or a container's writable root (removeInUserns).
+// The request comes from our own parent, but a path outside would be a
+// host file the range's ids could reach.
+func (req imageRequest) rmtree(dir string) error {
+	rel, err := filepath.Rel(dir, req.Path)
+	if err != nil || rel == "." || strings.HasPrefix(rel, "..") || filepath.IsAbs(rel) {
+		return fmt.Errorf("image store: refusing to remove %s, outside %s", req.Path, dir)
+	}
+	return rootfs.RemoveTree(req.Path)
+}
+
+// removeInUserns removes the tree p below dir from a user namespace
+// holding the subordinate range, where files of the range's ids can be
+// removed (see Images.inUserns).
+func removeInUserns(h Host, dir, p string) error {
+	_, err := (&Images{Host: h}).inUserns(imageRequest{Op: "rmtree", Dir: dir, Path: p})
+	return err
 }
 
 // do runs req on st: here, or rootless for a mapped store in a user
@@ -321,6 +334,10 @@ func (im *Images) inUserns(req imageRequest) (imageResult, error) {
 	if !im.Host.MappingTools {
 		return res, fmt.Errorf("image store %s keeps image ownership through subordinate ids, which needs newuidmap/newgidmap (Debian: uidmap) on PATH", req.Dir)
 	}
+	self, err := os.Executable()
+	if err != nil {
+		return res, err
+	}
 	reqR, reqW, err := os.Pipe()
 	if err != nil {
 		return res, err
@@ -332,10 +349,6 @@ func (im *Images) inUserns(req imageRequest) (imageResult, error) {
 		return res, err
 	}
 	defer resR.Close()
-	self, err := os.Executable()
-	if err != nil {
-		return res, err
-	}
 	cmd := exec.Command(self, ImageStoreCommand, req.Op)
 	cmd.Env = withEnv(os.Environ(), nestedStageEnv, "1")
 	// Progress and the child's own failures go where ours do.
@@ -375,8 +388,8 @@ func (im *Images) inUserns(req imageRequest) (imageResult, error) {
 
 // ServeImageStore is the child side of Images.inUserns: it waits for its
 // maps (awaitOuterMaps), then, as root of a user namespace holding the
-// subordinate range, does one operation on a mapped store. It never
-// returns.
+// subordinate range, does one operation on a mapped store (or removes a
+// writable root, removeInUserns). It never returns.
 func ServeImageStore() {
 	awaitOuterMaps()
 	unix.CloseOnExec(3)
@@ -384,7 +397,10 @@ func ServeImageStore() {
 	var req imageRequest
 	var res imageResult
 	err := json.NewDecoder(os.NewFile(3, "request")).Decode(&req)
-	if err == nil {
+	if err == nil && req.Op == "rmtree" {
+		// No store to open: Dir may be the containers' directory.
+		err = req.rmtree(req.Dir)
+	} else if err == nil {
 		var st *rootfs.Store
 		if st, err = rootfs.OpenStore(req.Dir); err == nil {
 			st.Map, st.Chown, st.MaxSize, st.Platform = req.Map, req.Chown, req.MaxSize, req.Platform

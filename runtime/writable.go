@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"syscall"
 
 	"golang.org/x/sys/unix"
 
@@ -150,7 +151,7 @@ func setupWritableRoot(p *policy.Plan, inUserns bool) (string, error) {
 	if err != nil {
 		return "", fmt.Errorf("agent %s: base %s: %w", p.Name, p.Rootfs, err)
 	}
-	why := overlayRoot(p.Rootfs, dir, base.Mode(), inUserns)
+	why := overlayRoot(p.Rootfs, dir, base, inUserns)
 	if why == nil {
 		return WritableOverlay, nil
 	}
@@ -167,7 +168,7 @@ func setupWritableRoot(p *policy.Plan, inUserns bool) (string, error) {
 
 // overlayRoot mounts dir/root as an overlay of the read-only base with
 // dir/upper as the container's layer.
-func overlayRoot(base, dir string, mode fs.FileMode, inUserns bool) error {
+func overlayRoot(base, dir string, baseInfo fs.FileInfo, inUserns bool) error {
 	upper, work, root := filepath.Join(dir, "upper"), filepath.Join(dir, "work"), filepath.Join(dir, "root")
 	for _, p := range []string{base, upper, work} {
 		// mount(2) splits its options at ',' and lowerdir at ':'.
@@ -180,10 +181,18 @@ func overlayRoot(base, dir string, mode fs.FileMode, inUserns bool) error {
 			return err
 		}
 	}
-	// The overlay's root takes the upper dir's mode: the base's, so the
-	// container's / looks as it would read-only.
-	if err := os.Chmod(upper, mode.Perm()); err != nil {
+	// The overlay's root takes the upper dir's mode and owner: the base's,
+	// so the container's / looks as it would read-only. Left ours, / of a
+	// mapped image base would belong to the agent's kept id (the invoking
+	// user), which could then replace /etc and the rest of the top level.
+	if err := os.Chmod(upper, baseInfo.Mode().Perm()); err != nil {
 		return err
+	}
+	if st, ok := baseInfo.Sys().(*syscall.Stat_t); ok {
+		// Best effort: an owner this namespace does not map (a directory
+		// rootfs of another host user, rootless) cannot be given, and
+		// then / stays as it always was for such a base.
+		_ = os.Lchown(upper, int(st.Uid), int(st.Gid))
 	}
 	opts := "lowerdir=" + base + ",upperdir=" + upper + ",workdir=" + work
 	if inUserns {
@@ -215,22 +224,24 @@ func (r *Runtime) dropWritableRoot(p *policy.Plan) error {
 	// itself) it must go first, or the removal would reach through it. On
 	// the host the root is no mount point and this fails harmlessly.
 	_ = unix.Unmount(p.WritableRoot, unix.MNT_DETACH)
-	return removeTree(filepath.Dir(p.WritableRoot))
-}
-
-// removeTree is os.RemoveAll that also gets through directories the
-// overlay's work dir or an agent left without write or search permission.
-func removeTree(d string) error {
-	if err := os.RemoveAll(d); err == nil {
-		return nil
-	}
-	_ = filepath.WalkDir(d, func(p string, e fs.DirEntry, err error) error {
-		if e != nil && e.IsDir() {
-			_ = os.Chmod(p, 0o700)
+	d := filepath.Dir(p.WritableRoot)
+	err := removeTree(d)
+	if err != nil && errors.Is(err, fs.ErrPermission) && r.Host.Rootless() && r.Host.MappingTools {
+		// Over a mapped image base, the overlay's copy-ups (and a copied
+		// root) keep the image's owners, subordinate ids the user cannot
+		// remove as such: remove them where the range is mapped.
+		if uerr := removeInUserns(r.Host, filepath.Dir(d), d); uerr != nil {
+			return fmt.Errorf("%w; in a user namespace holding your subordinate ids: %v", err, uerr)
 		}
 		return nil
-	})
-	if err := os.RemoveAll(d); err != nil {
+	}
+	return err
+}
+
+// removeTree is rootfs.RemoveTree (os.RemoveAll that also gets through
+// directories without write permission) with the directory named.
+func removeTree(d string) error {
+	if err := rootfs.RemoveTree(d); err != nil {
 		return fmt.Errorf("remove %s: %w", d, err)
 	}
 	return nil
