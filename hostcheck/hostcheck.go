@@ -117,7 +117,7 @@ func Run(h *Host) Report {
 	var r Report
 	r.Checks = append(r.Checks, Kernel(h))
 	r.Checks = append(r.Checks, UserNamespaces(h)...)
-	r.Checks = append(r.Checks, SubIDs(h), IDMapTools(h))
+	r.Checks = append(r.Checks, SubIDs(h), IDMapTools(h), Nsenter(h))
 	cg, lim := Cgroups(h)
 	r.Checks = append(r.Checks, cg)
 	r.Limits = lim

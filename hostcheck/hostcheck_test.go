@@ -397,3 +397,13 @@ func TestRun(t *testing.T) {
 		t.Fatalf("broken newuidmap should fail without stopping everything: %+v", rep)
 	}
 }
+
+func TestNsenter(t *testing.T) {
+	h := fakeHost(t)
+	expect(t, Nsenter(h), Warn, "not found on PATH: bundles of egress agents")
+	p := filepath.Join(h.Root, "usr/bin/nsenter")
+	if err := os.WriteFile(p, []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	expect(t, Nsenter(h), OK, "/usr/bin/nsenter (for egress bundles")
+}

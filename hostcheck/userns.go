@@ -201,3 +201,20 @@ func privileged(p string) string {
 	}
 	return fmt.Sprintf("is setuid but owned by uid %d, not root", st.Uid)
 }
+
+// Nsenter checks for util-linux's nsenter, which the egress hooks of a
+// bundle (`clawrun bundle` of an agent with network egress, run by plain
+// runc) use to open the proxy's listeners inside the container. clawrun's
+// own runs do not need it, so its absence is only a warning.
+func Nsenter(h *Host) Result {
+	r := Result{Check: "nsenter"}
+	p, err := h.lookPath("nsenter")
+	if err != nil {
+		r.Status = Warn
+		r.Detail = "not found on PATH: bundles of egress agents cannot start their proxy under plain runc ('clawrun run' and 'serve' do not need it)"
+		r.Fix = "install util-linux (Debian/Ubuntu: apt install util-linux)"
+		return r
+	}
+	r.Detail = "/" + strings.TrimPrefix(strings.TrimPrefix(p, h.Root), "/") + " (for egress bundles under plain runc)"
+	return r
+}

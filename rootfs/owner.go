@@ -19,10 +19,12 @@ import (
 // per map (see MappedStoreDir).
 const OwnedByMap = "mapped"
 
-// overflowID is the kernel's overflow uid and gid (nobody, nogroup): what a
-// container shows for a host id its map lacks. An image id beyond the map
-// is given the host id of 65534 instead, so it shows the same inside.
-const overflowID = 65534
+// An image id beyond the map (a map holds at most 65536 ids) is given to
+// the image's root instead: root of the container already owns the
+// system's files, while nobody (65534), what the container would show for
+// an unmapped id, is an identity agents run as (user: 65534), which would
+// then own every such file, 0600 ones included.
+const beyondMapOwner = 0
 
 // IDMap maps the image's ids (ContainerID) to the ids its files get
 // (HostID), as a container's user-namespace map does.
@@ -39,20 +41,20 @@ func (m IDMap) Key() string {
 }
 
 // Owner returns the ids a file of the image owned by uid:gid gets. An id
-// the map lacks gets the ids of nobody:nogroup (65534), which is what the
-// container would show for it anyway; unmapped says that happened.
+// the map lacks gets the ids of the image's root (beyondMapOwner);
+// unmapped says that happened.
 func (m IDMap) Owner(uid, gid int) (hostUID, hostGID int, unmapped bool, err error) {
 	hostUID, okU := mapID(m.UIDs, uid)
 	hostGID, okG := mapID(m.GIDs, gid)
 	unmapped = !okU || !okG
 	if !okU {
-		if hostUID, okU = mapID(m.UIDs, overflowID); !okU {
-			return 0, 0, false, fmt.Errorf("uid %d is beyond the id map %s, and so is nobody (65534): the subordinate range is too small (give at least 65536 ids in /etc/subuid)", uid, formatMap(m.UIDs))
+		if hostUID, okU = mapID(m.UIDs, beyondMapOwner); !okU {
+			return 0, 0, false, fmt.Errorf("uid %d is beyond the id map %s, and so is root (0): the map cannot hold the image", uid, formatMap(m.UIDs))
 		}
 	}
 	if !okG {
-		if hostGID, okG = mapID(m.GIDs, overflowID); !okG {
-			return 0, 0, false, fmt.Errorf("gid %d is beyond the id map %s, and so is nogroup (65534): the subordinate range is too small (give at least 65536 ids in /etc/subgid)", gid, formatMap(m.GIDs))
+		if hostGID, okG = mapID(m.GIDs, beyondMapOwner); !okG {
+			return 0, 0, false, fmt.Errorf("gid %d is beyond the id map %s, and so is root (0): the map cannot hold the image", gid, formatMap(m.GIDs))
 		}
 	}
 	return hostUID, hostGID, unmapped, nil

@@ -150,8 +150,8 @@ type Ownership struct {
 	GID int `json:"gid"`
 	// Map is the container map the image's ids went through ("mapped").
 	Map *IDMap `json:"map,omitempty"`
-	// Unmapped counts entries whose ids the map lacks: they belong to
-	// nobody:nogroup (65534), as the container would show them anyway.
+	// Unmapped counts entries whose ids the map lacks: they belong to the
+	// image's root (see beyondMapOwner).
 	Unmapped int `json:"unmapped,omitempty"`
 }
 
@@ -160,7 +160,7 @@ func (o Ownership) String() string {
 	if o.Mode == OwnedByMap && o.Map != nil {
 		s := fmt.Sprintf("image uids and gids kept through the map %s (image root is host %d:%d)", o.Map, o.UID, o.GID)
 		if o.Unmapped > 0 {
-			s += fmt.Sprintf("; %d entries had ids beyond the map and belong to nobody:nogroup", o.Unmapped)
+			s += fmt.Sprintf("; %d entries had ids beyond the map and belong to the image's root", o.Unmapped)
 		}
 		return s
 	}

@@ -77,7 +77,7 @@ type unpacker struct {
 	skipped    int             // device nodes not created
 	written    int64           // bytes of regular files written
 	chown      *IDMap          // nil: files stay the unpacking user's
-	unmapped   int             // entries whose ids the map lacks (now nobody's)
+	unmapped   int             // entries whose ids the map lacks (now the image root's)
 }
 
 type dirMeta struct {

@@ -214,7 +214,7 @@ func (r *Runtime) startEgressWith(p *policy.Plan, o RunOptions, pid int, spec *s
 			return nil, fmt.Errorf("agent %s: trust bundle for interception mode: %w", p.Name, err)
 		}
 	}
-	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
+	logFile, err := os.OpenFile(logPath, os.O_CREATE|os.O_WRONLY|os.O_APPEND|unix.O_NOFOLLOW, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("agent %s: connection log: %w", p.Name, err)
 	}

@@ -162,7 +162,11 @@ func StartEgressHook(st *specs.State, cfg *EgressHookConfig, o RunOptions) error
 		return err
 	}
 	r := &Runtime{DataDir: cfg.Data}
-	for _, d := range []string{filepath.Join(cfg.Data, "logs"), filepath.Join(cfg.Data, "egress-hooks")} {
+	// The data directory comes from config.json: it and what the proxy
+	// creates in it must be the hook's own, so that a runtime running as
+	// root never writes the log or pid file into a tree another user can
+	// rearrange (the files are opened O_NOFOLLOW as well).
+	for _, d := range []string{cfg.Data, filepath.Join(cfg.Data, "logs"), filepath.Join(cfg.Data, "egress-hooks")} {
 		if err := ensurePrivateDir(d); err != nil {
 			return err
 		}
@@ -242,7 +246,7 @@ func ServeEgressHook() {
 	if err != nil {
 		fail(fmt.Errorf("egress hook: %w", err))
 	}
-	if err := os.WriteFile(q.PidFile, []byte(strconv.Itoa(os.Getpid())+"\n"), 0o600); err != nil {
+	if err := writePidFile(q.PidFile); err != nil {
 		eg.Close()
 		fail(fmt.Errorf("egress hook: %w", err))
 	}
@@ -265,6 +269,20 @@ func ServeEgressHook() {
 	eg.Close()
 	_ = os.Remove(q.PidFile)
 	os.Exit(0)
+}
+
+// writePidFile records this process's pid at p without following a
+// symlink planted there.
+func writePidFile(p string) error {
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_TRUNC|unix.O_NOFOLLOW|unix.O_CLOEXEC, 0o600)
+	if err != nil {
+		return err
+	}
+	_, err = f.WriteString(strconv.Itoa(os.Getpid()) + "\n")
+	if cerr := f.Close(); err == nil {
+		err = cerr
+	}
+	return err
 }
 
 // StopEgressHook (the poststop hook) ends the proxy of container st.

@@ -2,6 +2,9 @@ package runtime
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -75,5 +78,56 @@ func TestReadHookStateRefuses(t *testing.T) {
 		if _, _, err := ReadHookState(strings.NewReader(in)); err == nil || !strings.Contains(err.Error(), want) {
 			t.Errorf("%s: err %v, want %q", in, err, want)
 		}
+	}
+}
+
+// The pid file is never written through a symlink planted in its place.
+func TestWritePidFileRefusesSymlink(t *testing.T) {
+	dir := t.TempDir()
+	target := filepath.Join(dir, "target")
+	if err := os.WriteFile(target, []byte("keep\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	p := filepath.Join(dir, "c.pid")
+	if err := os.Symlink(target, p); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePidFile(p); err == nil {
+		t.Fatal("writePidFile followed a symlink")
+	}
+	if b, _ := os.ReadFile(target); string(b) != "keep\n" {
+		t.Errorf("target rewritten: %q", b)
+	}
+	if err := os.Remove(p); err != nil {
+		t.Fatal(err)
+	}
+	if err := writePidFile(p); err != nil {
+		t.Fatal(err)
+	}
+	if b, _ := os.ReadFile(p); strings.TrimSpace(string(b)) != strconv.Itoa(os.Getpid()) {
+		t.Errorf("pid file holds %q", b)
+	}
+}
+
+// A data directory of another user (named by a config.json the hook
+// trusts for paths only) is refused before anything is written there.
+func TestStartEgressHookRefusesForeignData(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to give the directory to another user")
+	}
+	data := filepath.Join(t.TempDir(), "data")
+	if err := os.Mkdir(data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chown(data, 65534, 65534); err != nil {
+		t.Fatal(err)
+	}
+	cfg := &EgressHookConfig{Agent: "a", Egress: []string{"example.com:443"}, Data: data}
+	err := StartEgressHook(&specs.State{ID: "c1", Pid: os.Getpid()}, cfg, RunOptions{})
+	if err == nil || !strings.Contains(err.Error(), "belongs to uid 65534") {
+		t.Fatalf("StartEgressHook = %v, want a refusal naming the owner", err)
+	}
+	if ents, _ := os.ReadDir(data); len(ents) != 0 {
+		t.Errorf("the hook wrote into the foreign directory: %v", ents)
 	}
 }
