@@ -56,6 +56,7 @@ type pattern struct {
 	parts   []string // one glob per path component
 	key     bool     // matches only files holding a private key
 	literal bool     // parts are names, not globs (paths from the environment)
+	globs   []glob   // parts compiled (nil when literal)
 	origin  string   // "built-in", "the allowlist", "clawrun's state" ...
 }
 
@@ -95,7 +96,57 @@ func parsePattern(s, home, origin string) (pattern, error) {
 	if len(p.parts) == 0 {
 		return pattern{}, fmt.Errorf("pattern %q is empty", s)
 	}
+	p.globs = make([]glob, len(p.parts))
+	for i, c := range p.parts {
+		p.globs[i] = compileGlob(c)
+	}
 	return p, nil
+}
+
+// glob is one component of a pattern, compiled: the walk below a grant
+// matches every entry against every relative pattern (up to maxScan
+// entries on each run), and path.Match was most of that time. The common
+// shapes, a plain name, "prefix*" and "*suffix", are string comparisons;
+// anything else goes to path.Match.
+type glob struct {
+	kind globKind
+	s    string // the name, prefix or suffix; the whole glob for globMatch
+}
+
+type globKind uint8
+
+const (
+	globName globKind = iota
+	globPrefix
+	globSuffix
+	globMatch
+)
+
+func compileGlob(c string) glob {
+	const meta = `*?[\`
+	switch {
+	case !strings.ContainsAny(c, meta):
+		return glob{globName, c}
+	case strings.HasSuffix(c, "*") && !strings.ContainsAny(c[:len(c)-1], meta):
+		return glob{globPrefix, c[:len(c)-1]}
+	case strings.HasPrefix(c, "*") && !strings.ContainsAny(c[1:], meta):
+		return glob{globSuffix, c[1:]}
+	}
+	return glob{globMatch, c}
+}
+
+// match is path.Match(g, name) for a name (no '/').
+func (g glob) match(name string) bool {
+	switch g.kind {
+	case globName:
+		return name == g.s
+	case globPrefix:
+		return strings.HasPrefix(name, g.s)
+	case globSuffix:
+		return strings.HasSuffix(name, g.s)
+	}
+	ok, _ := path.Match(g.s, name)
+	return ok
 }
 
 func mustPattern(s, origin string) pattern {
@@ -126,7 +177,7 @@ func (p pattern) matchPart(i int, name string) bool {
 	if p.literal {
 		return p.parts[i] == name
 	}
-	ok, _ := path.Match(p.parts[i], name)
+	ok := p.globs[i].match(name)
 	if ok && p.parts[i] == ".env.*" {
 		for _, t := range envTemplates {
 			if name == t {
@@ -311,6 +362,13 @@ func blockedWalk(pats []pattern, dir string) ([]blockedHit, error) {
 	}
 	n := 0
 	errTooBig := errors.New("too big")
+	// Relative patterns only ever look at an entry's last names.
+	depth := 1
+	for _, pat := range pats {
+		if !pat.abs {
+			depth = max(depth, len(pat.parts))
+		}
+	}
 	werr := filepath.WalkDir(dir, func(p string, d fs.DirEntry, err error) error {
 		if err != nil {
 			// What this user cannot read, an agent running as this user
@@ -326,7 +384,7 @@ func blockedWalk(pats []pattern, dir string) ([]blockedHit, error) {
 		if n++; n > maxScan {
 			return errTooBig
 		}
-		comps := components(p)
+		comps := lastComponents(p, depth)
 		for _, pat := range pats {
 			if pat.abs {
 				continue
@@ -358,6 +416,20 @@ func blockedWalk(pats []pattern, dir string) ([]blockedHit, error) {
 		return hits, fmt.Errorf("holds more than %d entries, too many to check for blocked paths", maxScan)
 	}
 	return hits, nil
+}
+
+// lastComponents is the last n names of the absolute clean path p (all of
+// them when it has fewer), without splitting the whole path.
+func lastComponents(p string, n int) []string {
+	i := len(p)
+	for k := 0; k < n && i > 0; k++ {
+		j := strings.LastIndexByte(p[:i], '/')
+		if j < 0 {
+			break
+		}
+		i = j
+	}
+	return components(p[i:])
 }
 
 // holdsPrivateKey reports whether the regular file p holds a PEM private

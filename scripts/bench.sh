@@ -12,7 +12,7 @@
 # 30), BENCH_ROUNDS (default 3), BENCH_USER (default clawrun-test).
 # Results: .bench/bench-MODE.json (hyperfine --export-json).
 #
-# Then message → reply through `clawrun serve` against the fake Slack
+# Then the policy's walk of a granted tree (Go benchmark), and message → reply through `clawrun serve` against the fake Slack
 # (test/bench_serve_test.go), in the same modes: BENCH_SERVE=0 skips it,
 # BENCH_SERVE_MESSAGES (default 1000) sets the message count, GO the go
 # command that builds the test binary. Results: .bench/serve-MODE.json.
@@ -297,6 +297,13 @@ for m in $modes; do
 	cat "$work/$m/cpu"
 done
 echo "target (issue 2): clawrun/runc <= 1.2"
+
+# Each run also walks every granted directory for blocked names (policy):
+# its cost per entry, from the Go benchmark (the no-op agent above has no
+# grant, so it is not in the figures above).
+echo
+echo "policy: blocked-path walk of a granted tree (go test -bench BlockedWalk ./policy)"
+"$GO" test -run '^$' -bench 'BlockedWalk$' -benchtime 20x ./policy | grep '^Benchmark'
 
 [ "$SERVE" = 1 ] || exit 0
 echo
