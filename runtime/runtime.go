@@ -609,6 +609,36 @@ func (r *Runtime) load(name string) (*libcontainer.Container, *Meta, error) {
 	return c, m, nil
 }
 
+// Resolve names the container meant by name: the container called name,
+// or else the one running container of the agent called name. `clawrun
+// serve` names its containers AGENT-gw-XXXXXX, a new one at each restart,
+// and `clawrun exec AGENT` should reach the agent serve runs without a
+// look at 'clawrun ps' first. Several running containers of the agent are
+// an error that lists them.
+func (r *Runtime) Resolve(name string) (string, error) {
+	_, _, err := r.load(name)
+	if err == nil || !errors.Is(err, ErrNotFound) {
+		return name, err
+	}
+	all, lerr := r.List()
+	if lerr != nil {
+		return name, err
+	}
+	var running []string
+	for _, in := range all {
+		if in.Agent == name && in.Status == "running" {
+			running = append(running, in.Name)
+		}
+	}
+	switch len(running) {
+	case 0:
+		return name, fmt.Errorf("%w; no running container of an agent %q either", err, name)
+	case 1:
+		return running[0], nil
+	}
+	return name, fmt.Errorf("agent %s has %d running containers (%s): name one of them", name, len(running), strings.Join(running, ", "))
+}
+
 // Get returns one container's current status.
 func (r *Runtime) Get(name string) (Info, error) {
 	c, m, err := r.load(name)

@@ -211,7 +211,7 @@ func TestInspect(t *testing.T) {
 	}
 	e.ok("run", "-d", "audited")
 	live := e.ok("inspect", "audited")
-	if !strings.Contains(live, "enforced (read from /proc)") || strings.Contains(live, "MISMATCH") {
+	if !strings.Contains(live, "enforced (read from /proc and the cgroup files)") || strings.Contains(live, "MISMATCH") {
 		t.Fatalf("inspect of a running container:\n%s", live)
 	}
 	if strings.Count(live, "(ok)") < 13 {

@@ -100,7 +100,8 @@ func newInspectCmd(g *globals) *cobra.Command {
 		Use:   "inspect NAME|AGENT",
 		Short: "Show every grant, limit, namespace, capability, mask and seccomp rule of a container or agent",
 		Long: `Print the sandbox of a container (by name) or of an agent from the agent file,
-as a flat list to audit top to bottom. For a running container clawrun also
+as a flat list to audit top to bottom. An agent name with one running
+container (e.g. the one 'clawrun serve' runs) inspects that container. For a running container clawrun also
 reads /proc of its init process and checks that seccomp, no_new_privileges,
 empty capabilities and separate namespaces are really in force, that its
 network namespace has no interface but lo and no route out, and, for an
@@ -114,7 +115,13 @@ still hold it; a mismatch makes inspect fail.`,
 			if err != nil {
 				return err
 			}
-			rep, err := rt.Inspect(args[0])
+			// An agent with one running container (the one serve runs)
+			// is inspected live; otherwise an agent name shows its plan.
+			name := args[0]
+			if n, rerr := rt.Resolve(name); rerr == nil {
+				name = n
+			}
+			rep, err := rt.Inspect(name)
 			if errors.Is(err, runtime.ErrNotFound) {
 				prep, perr := prepareAgent(g, args[0])
 				if perr != nil {
@@ -123,7 +130,7 @@ still hold it; a mismatch makes inspect fail.`,
 				rep, err = runtime.Describe(args[0], prep), nil
 				imageLine(g, rep, prep.Plan, prep.Identity)
 			} else if err == nil {
-				if in, gerr := rt.Get(args[0]); gerr == nil && in.Meta != nil {
+				if in, gerr := rt.Get(name); gerr == nil && in.Meta != nil {
 					imageLine(g, rep, in.Meta.Plan, in.Meta.Identity)
 				}
 			}
@@ -156,7 +163,7 @@ func printReport(w io.Writer, rep *runtime.Report) {
 		fmt.Fprintf(tw, "%s\t%s\n", l.Kind, l.Value)
 	}
 	if len(rep.Live) > 0 {
-		fmt.Fprintln(tw, "\nenforced (read from /proc)\t")
+		fmt.Fprintln(tw, "\nenforced (read from /proc and the cgroup files)\t")
 		for _, c := range rep.Live {
 			mark := "ok"
 			if !c.OK {

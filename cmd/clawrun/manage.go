@@ -64,7 +64,8 @@ func newLogsCmd(g *globals) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "logs [-f] NAME\n  clawrun logs --net [--json] NAME",
 		Short: "Print a detached agent's stdout and stderr, or an agent's connection log",
-		Long: `Print a detached agent's stdout and stderr.
+		Long: `Print a detached agent's stdout and stderr. NAME may also be the name of
+an agent with one running container (e.g. the one 'clawrun serve' runs).
 
 With --net, print the egress connection log of the container NAME (or, for
 'clawrun serve', of the agent NAME): one line per allowed or refused
@@ -78,23 +79,27 @@ connection or request, with the names of injected secrets, never values.`,
 			if net {
 				return printNetLog(cmd.OutOrStdout(), rt, args[0], asJSON)
 			}
-			in, err := rt.Get(args[0])
+			name, err := rt.Resolve(args[0])
+			if err != nil {
+				return err
+			}
+			in, err := rt.Get(name)
 			if err != nil {
 				return err
 			}
 			if in.Log == "" {
-				return fmt.Errorf("container %s ran in the foreground: its output went to the terminal, no log was kept", args[0])
+				return fmt.Errorf("container %s ran in the foreground: its output went to the terminal, no log was kept", name)
 			}
 			f, err := os.Open(in.Log)
 			if err != nil {
-				return fmt.Errorf("log of %s: %w", args[0], err)
+				return fmt.Errorf("log of %s: %w", name, err)
 			}
 			defer f.Close()
 			return copyLog(cmd.OutOrStdout(), f, follow, func() bool {
-				in, err := rt.Get(args[0])
+				in, err := rt.Get(name)
 				if err == nil && in.Status == "stopped" {
 					// The monitor's last line about how it ended.
-					rt.WaitExitRecorded(args[0], 5*time.Second)
+					rt.WaitExitRecorded(name, 5*time.Second)
 				}
 				return err == nil && in.Status != "stopped"
 			})

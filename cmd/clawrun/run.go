@@ -245,9 +245,13 @@ func newExecCmd(g *globals) *cobra.Command {
 		Short: "Run a process inside a running agent (for debugging)",
 		Long: `Run CMD inside the running container NAME: in its namespaces, cgroup,
 seccomp filter and (empty) capability set, as the agent's user. -i attaches
-stdin, -t allocates a terminal. clawrun exits with the process's exit code.`,
+stdin, -t allocates a terminal. clawrun exits with the process's exit code.
+
+NAME may also be an agent's name when one container of that agent runs: the
+one 'clawrun serve' started for it (named AGENT-gw-XXXXXX), for instance.`,
 		Example: `  clawrun exec demo ps
-  clawrun exec -it demo /bin/sh`,
+  clawrun exec -it demo /bin/sh
+  clawrun exec helper cat /proc/1/status   # the agent 'clawrun serve' runs`,
 		Args: cobra.MinimumNArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
 			rt, err := g.runtime()
@@ -258,7 +262,11 @@ stdin, -t allocates a terminal. clawrun exits with the process's exit code.`,
 			if interactive {
 				o.Stdin = os.Stdin
 			}
-			code, err := rt.Exec(args[0], o)
+			name, err := rt.Resolve(args[0])
+			if err != nil {
+				return &exitError{exitRunFailure, err}
+			}
+			code, err := rt.Exec(name, o)
 			if err != nil {
 				if code < 0 {
 					code = exitRunFailure
