@@ -82,6 +82,9 @@ type env struct {
 	data  string
 	dir   string
 	stdin string
+	// wrap runs clawrun through a command (e.g. withRootRange's mount
+	// namespace); clawrun's path and arguments follow it.
+	wrap []string
 }
 
 func newEnv(t *testing.T) *env {
@@ -118,8 +121,11 @@ func newEnv(t *testing.T) *env {
 }
 
 func (e *env) cmd(args ...string) *exec.Cmd {
-	full := append([]string{"--root", e.root, "--data", e.data}, args...)
-	c := exec.Command(clawrunBin, full...)
+	full := append([]string{clawrunBin, "--root", e.root, "--data", e.data}, args...)
+	if len(e.wrap) > 0 {
+		full = append(append([]string(nil), e.wrap...), full...)
+	}
+	c := exec.Command(full[0], full[1:]...)
 	c.Dir = e.dir
 	if e.stdin != "" {
 		c.Stdin = strings.NewReader(e.stdin)
@@ -245,4 +251,35 @@ func waitFor(t *testing.T, what string, cond func() bool) {
 		}
 		time.Sleep(50 * time.Millisecond)
 	}
+}
+
+// rootRangeStart is the subordinate range withRootRange gives root: far
+// from the test user's and from any real user's ids.
+const rootRangeStart = 2000000
+
+// withRootRange runs e's clawrun (as root) with a subordinate range for
+// root in /etc/subuid and /etc/subgid, bind-mounted over the real files in
+// a mount namespace of each clawrun's own: the host's files stay as they
+// are (Debian gives root no range), and the suite covers root with
+// subordinate ids too.
+func withRootRange(t *testing.T, e *env) {
+	t.Helper()
+	if !isRoot() {
+		t.Fatal("withRootRange is for root")
+	}
+	dir := t.TempDir()
+	files := make([]string, 2)
+	for i, name := range []string{"subuid", "subgid"} {
+		old, err := os.ReadFile("/etc/" + name)
+		if err != nil && !errors.Is(err, os.ErrNotExist) {
+			t.Fatal(err)
+		}
+		files[i] = filepath.Join(dir, name)
+		content := fmt.Sprintf("%sroot:%d:65536\n", old, rootRangeStart)
+		if err := os.WriteFile(files[i], []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.wrap = []string{"unshare", "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+		`mount --bind "$1" /etc/subuid && mount --bind "$2" /etc/subgid && shift 2 && exec "$@"`, "sh", files[0], files[1]}
 }

@@ -101,7 +101,25 @@ for f in /etc/new /home/agent/new /srv/new /new; do (echo x > $f) 2>&1 && echo "
 // idmap: single runs the same image from an unpacker base. rm and prune
 // remove mapped bases rootless.
 func TestImageOwnershipMapped(t *testing.T) {
+	checkImageOwnership(t, newEnv(t), false)
+}
+
+// As root with a subordinate range (not on this machine's root by default:
+// withRootRange gives it one): the image's ids land in root's range and
+// the kept agent id on root itself, never on another host user.
+func TestImageOwnershipRootRange(t *testing.T) {
+	if !isRoot() {
+		t.Skip("root with a subordinate range")
+	}
 	e := newEnv(t)
+	withRootRange(t, e)
+	checkImageOwnership(t, e, true)
+}
+
+// checkImageOwnership runs TestImageOwnershipMapped's checks in e; with
+// requireMapped the agent must get subordinate ids.
+func checkImageOwnership(t *testing.T, e *env, requireMapped bool) {
+	t.Helper()
 	layoutDir := filepath.Join(e.dir, "layout")
 	writeLayout(t, layoutDir, ownedImage(t))
 	e.writeFile("clawrun.yaml", `agents:
@@ -112,6 +130,9 @@ func TestImageOwnershipMapped(t *testing.T) {
     idmap: single
 `)
 	mapped := strings.Contains(e.ok("inspect", "ownmapped"), "subordinate ids from /etc/subuid")
+	if requireMapped && !mapped {
+		t.Fatalf("the agent got no subordinate ids:\n%s", e.ok("inspect", "ownmapped"))
+	}
 	out := e.ok("run", "ownmapped", "--", "/bin/sh", "-c", ownerScript)
 	insp := e.ok("inspect", "ownmapped")
 
@@ -168,10 +189,10 @@ func TestImageOwnershipMapped(t *testing.T) {
 		u, g := ownerOf(t, p)
 		rel, _ := filepath.Rel(filepath.Join(base, "rootfs"), p)
 		switch {
+		case u == me:
+			mine = append(mine, rel) // the kept id: root's own as root
 		case u == 0 || g == 0:
 			t.Errorf("host %s belongs to root (%d:%d)", rel, u, g)
-		case u == me:
-			mine = append(mine, rel)
 		}
 		return nil
 	})
