@@ -36,11 +36,16 @@ type agent struct {
 	// failures counts failed starts and crashes since the agent last
 	// answered a message.
 	failures atomic.Int32
+	// partial holds, by message id, the parts of a reply that a lookup
+	// after a restart found already posted, for as long as the message
+	// waits (an agent crash in between must not post them again). Only
+	// the supervisor goroutine uses it.
+	partial map[string][]string
 }
 
 func newAgent(g *Gateway, p *policy.Plan) *agent {
 	a := &agent{g: g, plan: p, name: p.Name, conc: p.Slack.Concurrency, limit: p.Slack.QueueLimit,
-		log: g.log.With("agent", p.Name), wake: make(chan struct{}, 1)}
+		log: g.log.With("agent", p.Name), wake: make(chan struct{}, 1), partial: map[string][]string{}}
 	if a.conc <= 0 {
 		a.conc = 1
 	}
@@ -124,6 +129,9 @@ type sessionEnd struct {
 type flight struct {
 	msg     chat.Message
 	reacted bool
+	// done are the parts of the reply found in the conversation before
+	// the message was delivered again (a suspect after a restart).
+	done []string
 }
 
 // session serves one run of the agent's process until it exits or ctx
@@ -189,7 +197,7 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 	var stopTimer, graceTimer, outputTimer <-chan time.Time
 	for replies != nil || exitedC != nil {
 		if !stopping && exitedC != nil && replies != nil && len(inflight) < a.conc {
-			a.dispatch(inflight, writes)
+			a.dispatch(ctx, inflight, writes)
 		}
 		select {
 		case <-a.wake:
@@ -280,8 +288,11 @@ func truncate(s string, n int) string {
 }
 
 // dispatch writes the oldest waiting messages not yet in flight, up to the
-// agent's concurrency.
-func (a *agent) dispatch(inflight map[string]*flight, writes chan<- []byte) {
+// agent's concurrency. A message whose reply may have been posted by the
+// run before a crash is looked up first: if the whole reply is there it is
+// recorded as answered and not delivered again; if part of it is, only
+// the rest of the new reply is posted.
+func (a *agent) dispatch(ctx context.Context, inflight map[string]*flight, writes chan<- []byte) {
 	pending, err := a.g.o.Store.Pending(a.name)
 	if err != nil {
 		a.log.Error("read queue", "err", err)
@@ -294,11 +305,27 @@ func (a *agent) dispatch(inflight map[string]*flight, writes chan<- []byte) {
 		if inflight[e.Message.ID] != nil {
 			continue
 		}
+		f := &flight{msg: e.Message, done: a.partial[e.Message.ID]}
+		if a.g.suspects.takeReply(a.name, e.Message.ID) {
+			m := e.Message
+			var complete bool
+			f.done, complete = a.g.lookup(ctx, a.log.With("id", m.ID), m.Channel, m.Thread, m.TS, a.g.replyKey(a.name, m.ID))
+			if complete {
+				a.log.Info("reply was posted before the restart; not delivering the message again", "id", m.ID)
+				if err := a.g.o.Store.Done(a.name, m.ID); err != nil {
+					a.log.Error("record reply posted", "id", m.ID, "err", err)
+				}
+				continue
+			}
+			if len(f.done) > 0 {
+				a.partial[m.ID] = f.done
+			}
+		}
 		b, err := json.Marshal(e.Message)
 		if err != nil {
 			continue
 		}
-		inflight[e.Message.ID] = &flight{msg: e.Message}
+		inflight[e.Message.ID] = f
 		writes <- append(b, '\n')
 	}
 }
@@ -327,7 +354,7 @@ func (a *agent) handleReply(ctx context.Context, r chat.Reply, inflight map[stri
 		return
 	}
 	if strings.TrimSpace(r.Text) != "" {
-		if err := a.post(ctx, f.msg, r.Text); err != nil {
+		if err := a.post(ctx, f, r.Text); err != nil {
 			if ctx.Err() != nil {
 				// Shutting down: the message stays queued and is
 				// delivered again on the next start.
@@ -343,6 +370,7 @@ func (a *agent) handleReply(ctx context.Context, r chat.Reply, inflight map[stri
 		a.log.Error("record reply posted", "id", f.msg.ID, "err", err)
 	}
 	delete(inflight, r.ReplyTo)
+	delete(a.partial, r.ReplyTo)
 	a.failures.Store(0)
 	a.log.Debug("message answered", "id", f.msg.ID)
 	if f.reacted {
@@ -369,7 +397,9 @@ func (a *agent) postTo(ctx context.Context, m chat.Message, r chat.Reply) {
 		log.Warn("skipped an empty post to another channel")
 		return
 	}
-	if err := retryPost(ctx, a.g.o, log, r.Channel, "", r.Text); err != nil {
+	// Not keyed: a post_to is not recorded, so it is never looked up.
+	err := retryPost(ctx, a.g.o, log, r.Channel, func() error { return a.g.o.Transport.Post(ctx, r.Channel, "", r.Text) })
+	if err != nil {
 		if ctx.Err() == nil {
 			log.Error("post to another channel is undeliverable; giving up on it", "text", truncate(r.Text, 500), "err", err)
 		}
@@ -382,14 +412,17 @@ func (a *agent) postTo(ctx context.Context, m chat.Message, r chat.Reply) {
 // waits out rate limits; other failures are retried with backoff for as
 // long as it takes (Slack being down must not lose replies), unless the
 // transport says the reply is undeliverable.
-func (a *agent) post(ctx context.Context, m chat.Message, text string) error {
-	return retryPost(ctx, a.g.o, a.log.With("id", m.ID), m.Channel, m.Thread, text)
+func (a *agent) post(ctx context.Context, f *flight, text string) error {
+	m := f.msg
+	return a.g.post(ctx, a.log.With("id", m.ID), m.Channel, m.Thread, text, a.g.replyKey(a.name, m.ID), f.done)
 }
 
-func retryPost(ctx context.Context, o Options, log *slog.Logger, channel, thread, text string) error {
+// retryPost runs send, a post into channel, until it succeeds, fails for
+// good (Undeliverable) or ctx ends, with backoff between attempts.
+func retryPost(ctx context.Context, o Options, log *slog.Logger, channel string, send func() error) error {
 	d := o.BackoffMin
 	for attempt := 1; ; attempt++ {
-		err := o.Transport.Post(ctx, channel, thread, text)
+		err := send()
 		if err == nil || Undeliverable(err) || ctx.Err() != nil {
 			return err
 		}
@@ -409,7 +442,7 @@ func (a *agent) countAttempts(ids []string, reason string) {
 	o := a.g.o
 	note := func(at Attempt) *Notice {
 		return &Notice{Channel: at.Entry.Message.Channel, Thread: at.Entry.Message.Thread,
-			Text: a.attemptNotice(reason, at)}
+			Text: a.attemptNotice(reason, at), Since: at.Entry.Message.TS}
 	}
 	atts, err := o.Store.AddAttempt(a.name, ids, o.MaxAttempts, note)
 	if err != nil {

@@ -262,7 +262,7 @@ func plan(name string, mod ...func(*policy.SlackRoute)) *policy.Plan {
 type harness struct {
 	t      *testing.T
 	gw     *Gateway
-	tr     *memTransport
+	tr     testTransport
 	runner *procRunner
 	store  *Store
 	cancel context.CancelFunc
@@ -277,7 +277,16 @@ func testOptions(o *Options) {
 	o.StopTimeout = 2 * time.Second
 }
 
-func start(t *testing.T, store *Store, tr *memTransport, runner *procRunner, plans []*policy.Plan, mod ...func(*Options)) *harness {
+// testTransport is a fake transport start can drive: memTransport, or
+// one that embeds it.
+type testTransport interface {
+	Transport
+	handlers() chan Handler
+}
+
+func (m *memTransport) handlers() chan Handler { return m.handler }
+
+func start(t *testing.T, store *Store, tr testTransport, runner *procRunner, plans []*policy.Plan, mod ...func(*Options)) *harness {
 	t.Helper()
 	o := Options{Transport: tr, Runner: runner, Store: store, Agents: plans}
 	testOptions(&o)
@@ -292,7 +301,7 @@ func start(t *testing.T, store *Store, tr *memTransport, runner *procRunner, pla
 	h := &harness{t: t, gw: gw, tr: tr, runner: runner, store: store, cancel: cancel, done: make(chan error, 1)}
 	go func() { h.done <- gw.Run(ctx) }()
 	select {
-	case h.h = <-tr.handler:
+	case h.h = <-tr.handlers():
 	case <-time.After(5 * time.Second):
 		t.Fatal("gateway did not start receiving")
 	}

@@ -6,8 +6,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/clawrun/clawrun/chat"
@@ -64,7 +66,19 @@ type Gateway struct {
 	agents map[string]*agent
 	order  []*agent
 	outbox chan struct{}
+	// keyed is the transport when it can find its own posts again
+	// (KeyedTransport); nil otherwise.
+	keyed    KeyedTransport
+	suspects suspects
+	// lookupWarned: a failed lookup is logged as a warning once, then at
+	// debug level (a missing scope would fail every one of them).
+	lookupWarned atomic.Bool
 }
+
+// lookupTimeout bounds one lookup of a post at startup. Slack answers
+// history reads in well under a second but rate-limits them (a 429 is
+// waited out); past this the post is made again rather than held up.
+const lookupTimeout = time.Minute
 
 // New checks the options and prepares one supervisor per agent.
 func New(o Options) (*Gateway, error) {
@@ -96,6 +110,7 @@ func New(o Options) (*Gateway, error) {
 		o.Now = time.Now
 	}
 	g := &Gateway{o: o, log: o.Logger, agents: map[string]*agent{}, outbox: make(chan struct{}, 1)}
+	g.keyed, _ = o.Transport.(KeyedTransport)
 	for _, p := range o.Agents {
 		if p.Slack == nil {
 			return nil, fmt.Errorf("agent %s has no slack section: add one with the channels it answers in", p.Name)
@@ -194,7 +209,7 @@ func agentNames(ps []*policy.Plan) string {
 }
 
 func (g *Gateway) notice(in chat.Inbound, text string) Notice {
-	return Notice{Channel: in.Message.Channel, Thread: in.Message.Thread, Text: text}
+	return Notice{Channel: in.Message.Channel, Thread: in.Message.Thread, Text: text, Since: in.Message.TS}
 }
 
 func (g *Gateway) pokeOutbox() {
@@ -210,6 +225,9 @@ func (g *Gateway) pokeOutbox() {
 func (g *Gateway) Run(ctx context.Context) error {
 	rctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	// Before anything is posted: what the store holds now is all that a
+	// crash of the previous run can have left posted but not recorded.
+	g.markSuspects()
 	var wg sync.WaitGroup
 	for _, a := range g.order {
 		wg.Go(func() { a.run(rctx) })
@@ -237,7 +255,20 @@ func (g *Gateway) postNotices(ctx context.Context) {
 			g.log.Error("read outbox", "err", err)
 		}
 		for _, it := range items {
-			if err := retryPost(ctx, g.o, g.log, it.Channel, it.Thread, it.Text); err != nil {
+			key := g.noticeKey(it.Seq)
+			var done []string
+			if g.suspects.takeNotice(it.Seq) {
+				var complete bool
+				done, complete = g.lookup(ctx, g.log.With("notice", it.Seq), it.Channel, it.Thread, noticeSince(it.Notice), key)
+				if complete {
+					g.log.Info("notice was posted before the restart; not posting it again", "channel", it.Channel, "thread", it.Thread)
+					if err := g.o.Store.NoticePosted(it.Seq); err != nil {
+						g.log.Error("record notice posted", "err", err)
+					}
+					continue
+				}
+			}
+			if err := g.post(ctx, g.log, it.Channel, it.Thread, it.Text, key, done); err != nil {
 				if ctx.Err() != nil {
 					return
 				}
@@ -280,4 +311,125 @@ func sleep(ctx context.Context, d time.Duration) bool {
 	case <-ctx.Done():
 		return false
 	}
+}
+
+// suspects are the posts that a crash of the previous run may have left
+// posted but not recorded as posted: the messages still queued and the
+// notices still in the outbox when the gateway starts. Each is looked up
+// once, before it is posted (or delivered to its agent) again; anything
+// accepted later was never posted by an earlier run. Marking them needs
+// no write: the store's content at startup is the list.
+type suspects struct {
+	mu      sync.Mutex
+	replies map[string]map[string]bool // agent → message id
+	notices map[uint64]bool            // outbox seq
+}
+
+// markSuspects takes the list from the store, if the transport can look
+// posts up at all.
+func (g *Gateway) markSuspects() {
+	if g.keyed == nil {
+		return
+	}
+	s := &g.suspects
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.replies, s.notices = map[string]map[string]bool{}, map[uint64]bool{}
+	for name := range g.agents {
+		pending, err := g.o.Store.Pending(name)
+		if err != nil {
+			g.log.Error("read queue", "agent", name, "err", err)
+			continue
+		}
+		for _, e := range pending {
+			if s.replies[name] == nil {
+				s.replies[name] = map[string]bool{}
+			}
+			s.replies[name][e.Message.ID] = true
+		}
+	}
+	items, err := g.o.Store.Outbox()
+	if err != nil {
+		g.log.Error("read outbox", "err", err)
+	}
+	for _, it := range items {
+		s.notices[it.Seq] = true
+	}
+}
+
+// takeReply reports whether the agent's reply to message id is a suspect,
+// and forgets it: it is looked up once.
+func (s *suspects) takeReply(agent, id string) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.replies[agent][id] {
+		return false
+	}
+	delete(s.replies[agent], id)
+	return true
+}
+
+// takeNotice is takeReply for the notice at outbox seq.
+func (s *suspects) takeNotice(seq uint64) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if !s.notices[seq] {
+		return false
+	}
+	delete(s.notices, seq)
+	return true
+}
+
+// replyKey names the agent's reply to a message in every store and run:
+// message ids are unique in a workspace, agent names contain no ':'.
+func (g *Gateway) replyKey(agent, id string) string {
+	return "r:" + g.o.Store.ID() + ":" + agent + ":" + id
+}
+
+// noticeKey names a notice: outbox seqs are unique within a store only.
+func (g *Gateway) noticeKey(seq uint64) string {
+	return "n:" + g.o.Store.ID() + ":" + strconv.FormatUint(seq, 10)
+}
+
+// noticeSince is where a notice can be found from; notices stored before
+// they had Since are found from their thread.
+func noticeSince(n Notice) string {
+	if n.Since != "" {
+		return n.Since
+	}
+	return n.Thread
+}
+
+// lookup asks the transport what of the post with key is already in the
+// conversation. A failed lookup is not fatal: the post is then made in
+// full (at least once stays the floor), and the first failure is logged
+// as a warning.
+func (g *Gateway) lookup(ctx context.Context, log *slog.Logger, channel, thread, since, key string) (done []string, complete bool) {
+	lctx, cancel := context.WithTimeout(ctx, lookupTimeout)
+	defer cancel()
+	done, complete, err := g.keyed.Posted(lctx, channel, thread, since, key)
+	if err == nil {
+		return done, complete
+	}
+	if ctx.Err() == nil && g.lookupWarned.CompareAndSwap(false, true) {
+		log.Warn("could not check whether a post went out before the restart; posting it, so it may show twice "+
+			"(further failures are logged at debug level)", "channel", channel, "thread", thread, "err", err)
+	} else {
+		log.Debug("could not check whether a post went out before the restart; posting it", "channel", channel, "thread", thread, "err", err)
+	}
+	return nil, false
+}
+
+// post posts text into the thread, keyed when the transport supports it,
+// with retries (retryPost). done are parts already in the conversation;
+// parts a failed attempt got out are not posted again by the next.
+func (g *Gateway) post(ctx context.Context, log *slog.Logger, channel, thread, text, key string, done []string) error {
+	return retryPost(ctx, g.o, log, channel, func() error {
+		if g.keyed == nil {
+			return g.o.Transport.Post(ctx, channel, thread, text)
+		}
+		var err error
+		done, err = g.keyed.PostKeyed(ctx, channel, thread, text, key, done)
+		return err
+	})
 }

@@ -54,6 +54,32 @@ type Transport interface {
 	React(ctx context.Context, channel, ts, name string, add bool) error
 }
 
+// KeyedTransport is a Transport that tags each post with a key stable
+// across restarts and can find a tagged post in the conversation again
+// (Slack: message metadata, read back with conversations.replies or
+// conversations.history). The gateway uses it to close the window of a
+// crash between a post reaching the platform and the store recording it:
+// after a restart, before posting again what may have gone out, it asks
+// Posted and posts only what is missing. It is optional (the gateway
+// checks with a type assertion), so a transport without such a lookup
+// still works, at least once.
+//
+// done lists parts of a post in the transport's own encoding (a long
+// text is split into several messages); the gateway only hands them back.
+type KeyedTransport interface {
+	Transport
+	// PostKeyed posts text like Post, tagging every part with key. Parts
+	// in done (from Posted, or from an earlier PostKeyed of the same
+	// text that failed half-way) are not posted again. It returns done
+	// with the parts it posted added, also when it fails.
+	PostKeyed(ctx context.Context, channel, thread, text, key string, done []string) ([]string, error)
+	// Posted finds the parts of the post tagged with key in the
+	// conversation's thread (or, without a thread, in the channel) after
+	// the message at since. complete reports that every part of one post
+	// is there: nothing is left to post.
+	Posted(ctx context.Context, channel, thread, since, key string) (done []string, complete bool, err error)
+}
+
 // Runner starts an agent's long-running process in its container.
 type Runner interface {
 	Start(ctx context.Context, p *policy.Plan) (Process, error)

@@ -29,6 +29,7 @@ import (
 //	agents/NAME/queue/     seq → Entry, in arrival order
 //	agents/NAME/ids/       message id → seq
 //	meta/lsn               the last log record the checkpoint contains
+//	meta/id                the store's identity (StoreID), made on first open
 var (
 	bucketSeen   = []byte("seen")
 	bucketOutbox = []byte("outbox")
@@ -37,6 +38,7 @@ var (
 	bucketIDs    = []byte("ids")
 	bucketMeta   = []byte("meta")
 	keyLSN       = []byte("lsn")
+	keyStoreID   = []byte("id")
 )
 
 // ErrStoreLocked means another process (another clawrun serve with the same
@@ -89,6 +91,10 @@ type Notice struct {
 	Channel string `json:"channel"`
 	Thread  string `json:"thread"`
 	Text    string `json:"text"`
+	// Since is the ts of the message the notice answers: after a
+	// restart, the lookup for a notice that may have gone out already
+	// (KeyedTransport.Posted) reads the conversation from there.
+	Since string `json:"since,omitempty"`
 }
 
 // OutboxItem is a stored notice with its key.
@@ -167,8 +173,19 @@ func (s *Store) Close() error {
 // Path is the store's file.
 func (s *Store) Path() string { return s.path }
 
+// ID identifies this store among all stores, for good: it is made at
+// random when the store is first opened and kept in the checkpoint. Keys
+// of posts (KeyedTransport) include it, so that an outbox seq, which
+// starts at 1 in every store, never names another store's notice.
+func (s *Store) ID() string {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.st.id
+}
+
 // state is the store's content. Only apply changes it.
 type state struct {
+	id     string            // the store's identity (ID); set on open, never changed
 	seen   map[string]uint64 // seen key → unix seconds first seen
 	outbox []OutboxItem      // by Seq
 	outSeq uint64            // last outbox seq handed out

@@ -1,7 +1,9 @@
 package gateway
 
 import (
+	"crypto/rand"
 	"encoding/binary"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -163,6 +165,16 @@ func (s *Store) replay() error {
 	if err != nil {
 		return fmt.Errorf("replay %s: %w", walPath, err)
 	}
+	if st.id == "" {
+		// A new store, or one from before stores had an identity. The
+		// checkpoint that ends every open makes it durable before any
+		// post can carry it.
+		var b [8]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return fmt.Errorf("make store id: %w", err)
+		}
+		st.id = hex.EncodeToString(b[:])
+	}
 	s.st = st
 	s.log = &wal{path: walPath, lsn: last}
 	return s.checkpoint()
@@ -310,6 +322,9 @@ func writeCheckpoint(tx *bolt.Tx, st *state, lsn uint64) error {
 	if err != nil {
 		return err
 	}
+	if err := meta.Put(keyStoreID, []byte(st.id)); err != nil {
+		return err
+	}
 	return meta.Put(keyLSN, seqKey(lsn))
 }
 
@@ -322,6 +337,7 @@ func loadCheckpoint(tx *bolt.Tx, st *state) (uint64, error) {
 		if v := meta.Get(keyLSN); len(v) == 8 {
 			lsn = binary.BigEndian.Uint64(v)
 		}
+		st.id = string(meta.Get(keyStoreID))
 	}
 	if seen := tx.Bucket(bucketSeen); seen != nil {
 		err := seen.ForEach(func(k, v []byte) error {

@@ -11,12 +11,16 @@ import (
 // reason:
 var BotScopes = []string{
 	"app_mentions:read", // app_mention events
-	"channels:history",  // message.channels: messages in public channels the bot is in
-	"groups:history",    // message.groups: private channels the bot was invited to
-	"im:history",        // message.im: direct messages to the bot
-	"mpim:history",      // message.mpim: group direct messages including the bot
-	"chat:write",        // chat.postMessage: replies
-	"reactions:write",   // reactions.add/remove: :eyes: while an agent works
+	// The four history scopes also let serve read a thread back after a
+	// crash (conversations.replies / conversations.history, keyed.go) to
+	// find a reply it posted but had not recorded, instead of posting it
+	// twice.
+	"channels:history", // message.channels: messages in public channels the bot is in
+	"groups:history",   // message.groups: private channels the bot was invited to
+	"im:history",       // message.im: direct messages to the bot
+	"mpim:history",     // message.mpim: group direct messages including the bot
+	"chat:write",       // chat.postMessage: replies
+	"reactions:write",  // reactions.add/remove: :eyes: while an agent works
 }
 
 // BotEvents are the event subscriptions clawrun handles.

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"regexp"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -41,22 +42,39 @@ var ErrEmptyText = errors.New("slack: empty message text")
 // mentions (<!here>, <!channel>, <!everyone>) are defused to plain text: an
 // agent cannot page a whole channel.
 func (t *Transport) Post(ctx context.Context, channel, thread, text string) error {
-	chunks := Split(defuse(text), MaxChunk)
+	_, err := t.post(ctx, channel, thread, text, "", nil)
+	return err
+}
+
+// post is Post and PostKeyed: with a key, every part carries it in the
+// message's metadata (keyed.go) and parts in done are skipped. It returns
+// done with the parts it posted added.
+func (t *Transport) post(ctx context.Context, channel, thread, text, key string, done []string) ([]string, error) {
+	text = defuse(text)
+	chunks := Split(text, MaxChunk)
 	if len(chunks) == 0 {
-		return undeliverable{fmt.Errorf("post to %s: %w", channel, ErrEmptyText)}
+		return done, undeliverable{fmt.Errorf("post to %s: %w", channel, ErrEmptyText)}
 	}
+	digest := textDigest(text)
 	lane := t.pace.lane(channel)
 	// Holding the channel's lane for the whole reply keeps its parts
 	// together and in order when several agents answer in one channel.
 	lane.mu.Lock()
 	defer lane.mu.Unlock()
 	for i, c := range chunks {
+		part := postPart{Part: i, Parts: len(chunks), Digest: digest}
+		if key != "" && slices.Contains(done, part.String()) {
+			continue
+		}
 		if err := lane.wait(ctx); err != nil {
-			return fmt.Errorf("post to %s: %w", channel, err)
+			return done, fmt.Errorf("post to %s: %w", channel, err)
 		}
 		opts := []goslack.MsgOption{goslack.MsgOptionText(c, false)}
 		if thread != "" {
 			opts = append(opts, goslack.MsgOptionTS(thread))
+		}
+		if key != "" {
+			opts = append(opts, goslack.MsgOptionMetadata(part.metadata(key)))
 		}
 		err := t.retry(ctx, "chat.postMessage", func() error {
 			_, _, err := t.api.PostMessageContext(ctx, channel, opts...)
@@ -65,12 +83,15 @@ func (t *Transport) Post(ctx context.Context, channel, thread, text string) erro
 		if err != nil {
 			err = markUndeliverable(err)
 			if len(chunks) > 1 {
-				return fmt.Errorf("post to %s (part %d of %d): %w", channel, i+1, len(chunks), err)
+				return done, fmt.Errorf("post to %s (part %d of %d): %w", channel, i+1, len(chunks), err)
 			}
-			return fmt.Errorf("post to %s: %w", channel, err)
+			return done, fmt.Errorf("post to %s: %w", channel, err)
+		}
+		if key != "" {
+			done = append(done, part.String())
 		}
 	}
-	return nil
+	return done, nil
 }
 
 // React adds (add) or removes a reaction, e.g. "eyes", on the message at ts.

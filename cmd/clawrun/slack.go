@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"slices"
 	"strings"
 	"time"
 
@@ -39,7 +40,9 @@ func newSlackManifestCmd() *cobra.Command {
 		Short: "Print a Slack app manifest with exactly the scopes and events clawrun uses",
 		Long: `Print a Slack app manifest (YAML) to paste into api.slack.com/apps → Create New
 App → From a manifest. It asks for the bot scopes clawrun uses and nothing
-more (` + strings.Join(slack.BotScopes, ", ") + `),
+more (` + strings.Join(slack.BotScopes, ", ") + `;
+the *:history scopes both receive messages and let serve read a thread back
+after a crash, so that a reply is not posted twice),
 subscribes to ` + strings.Join(slack.BotEvents, ", ") + `,
 and turns Socket Mode on, so no public URL is needed. With --request-url the
 events go over HTTP to that URL instead (clawrun serve --listen).`,
@@ -122,6 +125,10 @@ func runSlackCheck(ctx context.Context, w io.Writer, g *globals, secrets, listen
 			line("scopes", "unknown: auth.test returned no X-OAuth-Scopes header (a proxy may strip it); the app needs %s", strings.Join(slack.BotScopes, ", "))
 		case len(rep.Missing) > 0:
 			problem("scopes", "missing %s: add them under OAuth & Permissions → Bot Token Scopes (or paste `clawrun slack manifest` into the app's manifest), then reinstall the app", strings.Join(rep.Missing, ", "))
+			if slices.ContainsFunc(rep.Missing, func(s string) bool { return slices.Contains(slack.HistoryScopes, s) }) {
+				// Besides the events: the lookup after a crash.
+				line("", "without the *:history scopes serve also cannot read a thread back after a crash to see whether its reply went out, and may post it twice")
+			}
 		default:
 			line("scopes", "ok: all %d scopes clawrun uses are granted", len(slack.BotScopes))
 		}

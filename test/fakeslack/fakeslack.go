@@ -3,9 +3,14 @@
 // own slack-go client talks to it unchanged:
 //
 //   - Web API (form or JSON posts under /api/): auth.test (with the
-//     X-OAuth-Scopes header), apps.connections.open, chat.postMessage,
-//     reactions.add, reactions.remove; tokens checked as Slack does
-//     (HTTP 200 with ok:false, error invalid_auth / not_authed);
+//     X-OAuth-Scopes header), apps.connections.open, chat.postMessage
+//     (with message metadata), conversations.replies and
+//     conversations.history (include_all_metadata, oldest/latest,
+//     cursors; the history scope of the conversation's type checked as
+//     missing_scope), reactions.add, reactions.remove; tokens checked as
+//     Slack does (HTTP 200 with ok:false, error invalid_auth / not_authed);
+//   - a post accepted with its response held back (StallPosts): the crash
+//     window between Slack taking a message and the client hearing so;
 //   - Socket Mode: apps.connections.open returns a one-time ws:// URL on the
 //     same server; the connection gets `hello`, WebSocket pings, and the
 //     `events_api` envelopes a test injects with Send; acks are recorded by
@@ -47,6 +52,8 @@ type Post struct {
 	Text     string
 	TS       string    // the ts the fake assigned
 	At       time.Time // when the fake received the call (benchmarks)
+	// Metadata is the message metadata sent with the post, if any.
+	Metadata *Metadata
 }
 
 // Reaction is a reaction currently on a message.
@@ -87,6 +94,8 @@ type Server struct {
 	envelopes map[string]*envelope
 	acks      []string
 	posts     []Post
+	messages  []message // every message in every conversation, in ts order (history.go)
+	stall     int       // posts whose response is held back (StallPosts)
 	reactions []Reaction
 	calls     map[string]int
 	fail      map[string]*failure
@@ -274,6 +283,19 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		reply(w, map[string]any{"ok": false, "error": "invalid_form_data"})
 		return
 	}
+	if s.call(w, method, params, r) {
+		// Accepted but unanswered, as if the connection died on the
+		// way back: the client learns nothing until it gives up.
+		select {
+		case <-r.Context().Done():
+		case <-s.stop:
+		}
+	}
+}
+
+// call answers one Web API call under s.mu; it reports true for a post
+// StallPosts holds: the caller then writes no response.
+func (s *Server) call(w http.ResponseWriter, method string, params map[string]string, r *http.Request) (stall bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.calls[method]++
@@ -326,14 +348,23 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 		case len([]rune(text)) > 40000:
 			reply(w, map[string]any{"ok": false, "error": "msg_too_long"})
 		default:
-			p := Post{Channel: channel, ThreadTS: params["thread_ts"], Text: text, TS: s.nextTS(), At: time.Now()}
-			s.posts = append(s.posts, p)
-			msg := map[string]any{"type": "message", "user": BotUserID, "bot_id": BotID, "text": text, "ts": p.TS}
-			if p.ThreadTS != "" {
-				msg["thread_ts"] = p.ThreadTS
+			md, ok := parseMetadata(params["metadata"])
+			if !ok {
+				reply(w, map[string]any{"ok": false, "error": "invalid_metadata_format"})
+				return
 			}
-			reply(w, map[string]any{"ok": true, "channel": channel, "ts": p.TS, "message": msg})
+			p := Post{Channel: channel, ThreadTS: params["thread_ts"], Text: text, TS: s.nextTS(), At: time.Now(), Metadata: md}
+			s.posts = append(s.posts, p)
+			m := message{Channel: channel, TS: p.TS, ThreadTS: p.ThreadTS, User: BotUserID, BotID: BotID, Text: text, Metadata: md}
+			s.addMessage(m)
+			if s.stall > 0 {
+				s.stall--
+				return true
+			}
+			reply(w, map[string]any{"ok": true, "channel": channel, "ts": p.TS, "message": m.wire(true)})
 		}
+	case "conversations.replies", "conversations.history":
+		s.history(w, method, params)
 	case "reactions.add", "reactions.remove":
 		re := Reaction{Channel: params["channel"], TS: params["timestamp"], Name: params["name"]}
 		if re.Channel == "" || re.TS == "" || re.Name == "" {
@@ -361,6 +392,7 @@ func (s *Server) api(w http.ResponseWriter, r *http.Request) {
 	default:
 		reply(w, map[string]any{"ok": false, "error": "unknown_method"})
 	}
+	return
 }
 
 // readParams accepts what slack-go sends: form posts, query strings, and
@@ -373,7 +405,14 @@ func readParams(r *http.Request) (map[string]string, error) {
 			return nil, err
 		}
 		for k, v := range m {
-			out[k] = fmt.Sprint(v)
+			switch v.(type) {
+			case map[string]any, []any:
+				// An object (e.g. metadata) as the JSON a form field holds.
+				b, _ := json.Marshal(v)
+				out[k] = string(b)
+			default:
+				out[k] = fmt.Sprint(v)
+			}
 		}
 		return out, nil
 	}
@@ -535,6 +574,7 @@ func (s *Server) Send(event any) string {
 	e := &envelope{ID: fmt.Sprintf("env-%04d", s.seq), EventID: fmt.Sprintf("Ev%06d", s.seq)}
 	e.payload = wrap(e, inner)
 	s.envelopes[e.ID] = e
+	s.recordEvent(inner)
 	s.mu.Unlock()
 	s.deliver(e)
 	return e.ID

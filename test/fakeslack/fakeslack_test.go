@@ -98,3 +98,65 @@ func TestSignMatchesSlackVerifier(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Conversation reads as Slack answers them: a thread oldest first, the
+// channel newest first without thread replies, metadata only with
+// include_all_metadata, unknown threads and invalid metadata refused.
+func TestConversationReads(t *testing.T) {
+	s := New(Options{})
+	defer s.Close()
+	ctx := context.Background()
+	api := slack.New(BotToken, slack.OptionAPIURL(s.APIURL))
+	parent := s.NextTS()
+	s.Send(Message("C1", "channel", "U1", "question", parent))
+	md := slack.SlackMetadata{EventType: "clawrun_post", EventPayload: map[string]any{"key": "k", "part": 0}}
+	_, replyTS, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("answer", false), slack.MsgOptionTS(parent), slack.MsgOptionMetadata(md))
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, topTS, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("top", false))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := s.Posts()[0]; p.Metadata == nil || p.Metadata.EventPayload["key"] != "k" {
+		t.Fatalf("post metadata %+v", p.Metadata)
+	}
+
+	msgs, more, _, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: parent})
+	if err != nil || more || len(msgs) != 2 || msgs[0].Timestamp != parent || msgs[1].Timestamp != replyTS {
+		t.Fatalf("replies = %+v, %v, %v", msgs, more, err)
+	}
+	if msgs[1].Metadata.EventType != "" {
+		t.Fatalf("metadata returned without include_all_metadata: %+v", msgs[1].Metadata)
+	}
+	msgs, _, _, err = api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{
+		ChannelID: "C1", Timestamp: parent, Oldest: parent, IncludeAllMetadata: true})
+	if err != nil || len(msgs) != 1 || msgs[0].Metadata.EventType != "clawrun_post" || msgs[0].Metadata.EventPayload["key"] != "k" {
+		t.Fatalf("replies after the parent with metadata = %+v, %v", msgs, err)
+	}
+	// Paging one message at a time.
+	var seen []string
+	cursor := ""
+	for {
+		r, err := api.GetConversationHistoryContext(ctx, &slack.GetConversationHistoryParameters{ChannelID: "C1", Limit: 1, Cursor: cursor})
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, m := range r.Messages {
+			seen = append(seen, m.Timestamp)
+		}
+		if !r.HasMore {
+			break
+		}
+		cursor = r.ResponseMetaData.NextCursor
+	}
+	if len(seen) != 2 || seen[0] != topTS || seen[1] != parent {
+		t.Fatalf("history pages %v, want the top-level messages newest first [%s %s]", seen, topTS, parent)
+	}
+	if _, _, _, err := api.GetConversationRepliesContext(ctx, &slack.GetConversationRepliesParameters{ChannelID: "C1", Timestamp: "1.000009"}); err == nil || err.Error() != "thread_not_found" {
+		t.Fatalf("unknown thread: %v", err)
+	}
+	if _, _, err := api.PostMessageContext(ctx, "C1", slack.MsgOptionText("x", false), slack.MsgOptionMetadata(slack.SlackMetadata{})); err == nil || err.Error() != "invalid_metadata_format" {
+		t.Fatalf("metadata without event_type: %v", err)
+	}
+}
