@@ -5,9 +5,12 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"syscall"
 	"time"
 
+	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
 )
 
@@ -94,11 +97,32 @@ func exitStatus(m *Meta, st *os.ProcessState) *ExitStatus {
 	}
 	var ooms uint64
 	if m.CgroupsPath != "" {
-		if u, err := NewCgroupReader().Read(m.CgroupsPath); err == nil && u.OOMKills != nil {
-			ooms = *u.OOMKills
-		}
+		ooms = oomKills("/sys/fs/cgroup", cgroupsv3.Mode() == cgroupsv3.Unified, m.CgroupsPath)
 	}
 	return newExitStatus(ws, ooms)
+}
+
+// oomKills reads the OOM kill counter of the cgroup at path (relative to
+// the hierarchy under mount): oom_kill in memory.oom_control on cgroup v1
+// (Linux 4.13 and later), in memory.events on v2. Every run pays for it
+// when its agent exits, so it reads that one file, not the cgroup's whole
+// statistics (CgroupReader.Read). 0 when the file or line is missing.
+func oomKills(mount string, unified bool, path string) uint64 {
+	f := filepath.Join(mount, "memory", path, "memory.oom_control")
+	if unified {
+		f = filepath.Join(mount, path, "memory.events")
+	}
+	b, err := os.ReadFile(f)
+	if err != nil {
+		return 0
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
+			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n
+		}
+	}
+	return 0
 }
 
 // foregroundExit hands how a foreground run's agent ended to o.Exited (a
