@@ -229,6 +229,9 @@ func checkImageOwnership(t *testing.T, e *env, requireMapped bool) {
 	if len(imgs) != 2 {
 		t.Fatalf("image ls: %+v, want a mapped and an unpacker base", imgs)
 	}
+	if ls := e.ok("image", "ls"); !strings.Contains(ls, "mapped (image root = host ") || !strings.Contains(ls, "unpacker (all host ") {
+		t.Errorf("image ls should tell the two bases apart by their ownership:\n%s", ls)
+	}
 
 	// prune removes a mapped base no reference names: rebuild the layout
 	// so that its reference names another image.

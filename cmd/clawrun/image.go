@@ -210,14 +210,17 @@ func newImageLsCmd(g *globals) *cobra.Command {
 				return writeJSON(cmd.OutOrStdout(), imgs)
 			}
 			tw := tabwriter.NewWriter(cmd.OutOrStdout(), 0, 4, 2, ' ', 0)
-			fmt.Fprintln(tw, "REFERENCE\tID\tSIZE\tUNPACKED")
+			// One line per reference and base: an image unpacked for
+			// two id maps has two bases (docs/images.md, Ownership).
+			fmt.Fprintln(tw, "REFERENCE\tID\tSIZE\tUNPACKED\tOWNERSHIP")
 			for _, img := range imgs {
 				refs := img.Refs
 				if len(refs) == 0 {
 					refs = []string{"<none>"}
 				}
 				for _, r := range refs {
-					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\n", rootfs.Familiar(r), img.ShortID(), fmtBytes(uint64(img.Size)), img.Unpacked.Local().Format(time.DateTime))
+					fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", rootfs.Familiar(r), img.ShortID(), fmtBytes(uint64(img.Size)),
+						img.Unpacked.Local().Format(time.DateTime), ownershipColumn(img.Ownership()))
 				}
 			}
 			return tw.Flush()
@@ -322,6 +325,15 @@ func imageLine(g *globals, rep *runtime.Report, p *policy.Plan, id *runtime.Iden
 		}
 	}
 	rep.Lines = append(lines, rep.Lines...)
+}
+
+// ownershipColumn is image ls's short form of a base's ownership: the
+// mode and, for a mapped base, where the image's root lands on the host.
+func ownershipColumn(o rootfs.Ownership) string {
+	if o.Mode == rootfs.OwnedByMap {
+		return fmt.Sprintf("mapped (image root = host %d:%d)", o.UID, o.GID)
+	}
+	return fmt.Sprintf("unpacker (all host %d:%d)", o.UID, o.GID)
 }
 
 // ownershipText says whom the files of a base belong to on the host and,
