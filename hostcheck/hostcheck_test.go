@@ -186,6 +186,15 @@ func TestSubIDs(t *testing.T) {
 	expect(t, SubIDs(h), Warn, "single-id map")
 	remove(t, h, "etc/subuid")
 	expect(t, SubIDs(h), Warn, "no range for alice")
+	// The fix proposes a range past every one in the files, so that two
+	// users never share subordinate ids (bob has 100000-165535 here).
+	if fix := SubIDs(h).Fix; !strings.Contains(fix, "--add-subuids 165536-231071 --add-subgids 165536-231071 alice") {
+		t.Errorf("fix %q, want a range after bob's", fix)
+	}
+	remove(t, h, "etc/subgid")
+	if fix := SubIDs(h).Fix; !strings.Contains(fix, "--add-subuids 100000-165535") {
+		t.Errorf("fix %q, want useradd's first range on a host without ranges", fix)
+	}
 }
 
 func TestIDMapTools(t *testing.T) {

@@ -80,7 +80,8 @@ func SubIDs(h *Host) Result {
 	r := Result{Check: "subordinate ids"}
 	uids := countSubIDs(h.path("/etc/subuid"), h.User, h.UID)
 	gids := countSubIDs(h.path("/etc/subgid"), h.User, h.UID)
-	fix := fmt.Sprintf("usermod --add-subuids 100000-165535 --add-subgids 100000-165535 %s", userOrUID(h))
+	start := freeSubIDStart(h.path("/etc/subuid"), h.path("/etc/subgid"))
+	fix := fmt.Sprintf("usermod --add-subuids %d-%d --add-subgids %d-%d %s", start, start+65535, start, start+65535, userOrUID(h))
 	switch {
 	case uids == 0 || gids == 0:
 		r.Status = Warn
@@ -101,6 +102,32 @@ func userOrUID(h *Host) string {
 		return h.User
 	}
 	return strconv.Itoa(h.UID)
+}
+
+// freeSubIDStart is where a new 65536-id range can start without
+// overlapping any user's range in the files: 100000 (useradd's first), or
+// past the last range there. Overlapping ranges would let two users'
+// containers share ids.
+func freeSubIDStart(paths ...string) int64 {
+	start := int64(100000)
+	for _, p := range paths {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			parts := strings.Split(strings.TrimSpace(line), ":")
+			if len(parts) != 3 {
+				continue
+			}
+			s, err1 := strconv.ParseInt(parts[1], 10, 64)
+			n, err2 := strconv.ParseInt(parts[2], 10, 64)
+			if err1 == nil && err2 == nil && s >= 0 && n > 0 && s+n > start {
+				start = s + n
+			}
+		}
+	}
+	return start
 }
 
 // countSubIDs sums the ranges of "user:start:count" lines for the user,
