@@ -310,11 +310,25 @@ func (a *agent) dispatch(ctx context.Context, inflight map[string]*flight, write
 			m := e.Message
 			var complete bool
 			f.done, complete = a.g.lookup(ctx, a.log.With("id", m.ID), m.Channel, m.Thread, m.TS, a.g.replyKey(a.name, m.ID))
+			if ctx.Err() != nil {
+				// Stopping cut the lookup short: the message stays
+				// queued and is looked up on the next start. Delivered
+				// now, its reply would be posted in full during the stop.
+				return
+			}
 			if complete {
 				a.log.Info("reply was posted before the restart; not delivering the message again", "id", m.ID)
 				if err := a.g.o.Store.Done(a.name, m.ID); err != nil {
 					a.log.Error("record reply posted", "id", m.ID, "err", err)
 				}
+				// The crashed run may have left its "working" reaction
+				// on the message; with no delivery, nothing else takes
+				// it off (removing one that is not there is harmless).
+				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+				if err := a.g.o.Transport.React(rctx, m.Channel, m.TS, "eyes", false); err != nil {
+					a.log.Debug("remove reaction", "id", m.ID, "err", err)
+				}
+				cancel()
 				continue
 			}
 			if len(f.done) > 0 {

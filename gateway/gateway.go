@@ -260,6 +260,9 @@ func (g *Gateway) postNotices(ctx context.Context) {
 			if g.suspects.takeNotice(it.Seq) {
 				var complete bool
 				done, complete = g.lookup(ctx, g.log.With("notice", it.Seq), it.Channel, it.Thread, noticeSince(it.Notice), key)
+				if ctx.Err() != nil {
+					return // looked up again on the next start
+				}
 				if complete {
 					g.log.Info("notice was posted before the restart; not posting it again", "channel", it.Channel, "thread", it.Thread)
 					if err := g.o.Store.NoticePosted(it.Seq); err != nil {

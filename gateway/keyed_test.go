@@ -28,6 +28,10 @@ type keyedMem struct {
 	lookupErr error
 	// afterPost, if set, runs after each part reached the "platform".
 	afterPost func(key string)
+	// lookupHeld, if set, makes Posted close it and then wait for its
+	// context to end: a lookup still running when serve stops (a 429
+	// being waited out).
+	lookupHeld chan struct{}
 }
 
 type keyTags struct {
@@ -64,10 +68,17 @@ func (k *keyedMem) PostKeyed(ctx context.Context, channel, thread, text, key str
 	return done, nil
 }
 
-func (k *keyedMem) Posted(_ context.Context, _, _, _, key string) ([]string, bool, error) {
+func (k *keyedMem) Posted(ctx context.Context, _, _, _, key string) ([]string, bool, error) {
+	k.tags.mu.Lock()
+	k.tags.lookups = append(k.tags.lookups, key)
+	k.tags.mu.Unlock()
+	if k.lookupHeld != nil {
+		close(k.lookupHeld)
+		<-ctx.Done()
+		return nil, false, ctx.Err()
+	}
 	k.tags.mu.Lock()
 	defer k.tags.mu.Unlock()
-	k.tags.lookups = append(k.tags.lookups, key)
 	if k.lookupErr != nil {
 		return nil, false, k.lookupErr
 	}
@@ -159,6 +170,11 @@ func TestSuspectReplyAlreadyPostedIsNotPostedAgain(t *testing.T) {
 	want := []string{"r:" + id + ":a:" + m0.Message.ID, "r:" + id + ":a:" + m1.Message.ID}
 	if got := tags.Lookups(); !slices.Equal(got, want) {
 		t.Fatalf("lookups %q, want one per queued message at start (%q)", got, want)
+	}
+	// The crashed run's "working" reaction on the message found answered
+	// is taken off: no later reply would.
+	if !slices.Contains(log.Reactions(), reaction{"C1", m0.Message.TS, "eyes", false}) {
+		t.Fatalf("reactions %+v, want eyes removed from %s", log.Reactions(), m0.Message.TS)
 	}
 	if n, _ := store.QueueLen("a"); n != 0 {
 		t.Fatalf("%d messages left queued", n)
@@ -279,11 +295,16 @@ func TestCrashAfterPostNeverAnswersTwice(t *testing.T) {
 			})
 		}
 	}
-	h1 := start(t, store1, tr1, newProcRunner(map[string]agentFunc{"a": echo}), []*policy.Plan{plan("a")},
+	// The agent answers only once every message is stored: the crash
+	// closes the store, and a send after it would fail.
+	allSent := make(chan struct{})
+	held := func(a *fakeAgent) int { <-allSent; return echo(a) }
+	h1 := start(t, store1, tr1, newProcRunner(map[string]agentFunc{"a": held}), []*policy.Plan{plan("a")},
 		func(o *Options) { o.StopTimeout = 200 * time.Millisecond })
 	for i := range total {
 		h1.send(msg(i, fmt.Sprint(i)))
 	}
+	close(allSent)
 	<-crashed
 	h1.stop()
 	if n := len(log.Posts()); n != crashAt+1 {
@@ -310,6 +331,36 @@ func TestCrashAfterPostNeverAnswersTwice(t *testing.T) {
 	// Only the messages queued at the restart were looked up.
 	if n := len(tags.Lookups()); n != total-crashAt {
 		t.Errorf("%d lookups, want %d (the messages queued at the restart)", n, total-crashAt)
+	}
+}
+
+// Serve stopping while a lookup runs: the lookup ends without an answer,
+// and the message must then stay queued for the next start (which looks
+// it up again), not be delivered to the agent, whose reply would be
+// posted in full during the stop although the crashed run posted it.
+func TestStopDuringLookupDoesNotDeliver(t *testing.T) {
+	dir := t.TempDir()
+	m0 := msg(0, "zero")
+	id := leftQueued(t, dir, m0)
+	log := &postLog{posts: []post{{"C1", m0.Message.Thread, "echo: zero"}}}
+	tags := &keyTags{parts: map[string][]string{"r:" + id + ":a:" + m0.Message.ID: {"0/1"}}}
+	store := openStore(t, dir)
+	defer store.Close()
+	tr := newKeyedMem(log, tags)
+	tr.lookupHeld = make(chan struct{})
+	d := &deliveries{}
+	h := start(t, store, tr, newProcRunner(map[string]agentFunc{"a": d.answer(func(s string) string { return "echo: " + s })}),
+		[]*policy.Plan{plan("a")})
+	<-tr.lookupHeld
+	h.stop()
+	if got := d.Got(); len(got) != 0 {
+		t.Fatalf("agent was given %v after its lookup was cut short by the stop, want nothing", got)
+	}
+	if got, want := texts(log.Posts()), []string{"echo: zero"}; !slices.Equal(got, want) {
+		t.Fatalf("posts %q, want %q (no second reply)", got, want)
+	}
+	if n, _ := store.QueueLen("a"); n != 1 {
+		t.Fatalf("%d messages queued after the stop, want 1 (looked up again on the next start)", n)
 	}
 }
 

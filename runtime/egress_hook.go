@@ -162,10 +162,12 @@ func StartEgressHook(st *specs.State, cfg *EgressHookConfig, o RunOptions) error
 		return err
 	}
 	r := &Runtime{DataDir: cfg.Data}
-	// The data directory comes from config.json: it and what the proxy
-	// creates in it must be the hook's own, so that a runtime running as
-	// root never writes the log or pid file into a tree another user can
-	// rearrange (the files are opened O_NOFOLLOW as well).
+	// The data directory comes from config.json: it, logs/ and
+	// egress-hooks/ must belong to the hook's user (checked after
+	// following symlinks; the directories above DATA are not checked),
+	// and the pid file and net log are opened O_NOFOLLOW, so that a
+	// runtime running as root does not write them into a directory
+	// another user owns.
 	for _, d := range []string{cfg.Data, filepath.Join(cfg.Data, "logs"), filepath.Join(cfg.Data, "egress-hooks")} {
 		if err := ensurePrivateDir(d); err != nil {
 			return err

@@ -156,7 +156,9 @@ func (t *Transport) own(m goslack.Message) bool {
 	a := t.auth
 	t.mu.Unlock()
 	if a == nil {
-		return true
+		// Not connected, so the bot is unknown: count nothing as found
+		// (anyone may post any metadata) and let the post go out again.
+		return false
 	}
 	return m.BotID != "" && m.BotID == a.BotID || m.User != "" && m.User == a.UserID
 }

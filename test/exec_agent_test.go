@@ -41,6 +41,12 @@ func TestExecByAgentName(t *testing.T) {
 	if r.code != 125 || !strings.Contains(r.stderr, "agent resolveme has 2 running containers (execres1, execres2): name one of them") {
 		t.Errorf("exec of an ambiguous agent: %s", r)
 	}
+	// inspect neither: showing the agent's plan instead would pass for an
+	// audit of what runs.
+	r = e.run("inspect", "resolveme")
+	if r.code == 0 || !strings.Contains(r.stderr, "agent resolveme has 2 running containers") {
+		t.Errorf("inspect of an ambiguous agent: %s", r)
+	}
 }
 
 // The agent that `clawrun serve` runs, reached by its agent name.

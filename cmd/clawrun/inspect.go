@@ -101,7 +101,8 @@ func newInspectCmd(g *globals) *cobra.Command {
 		Short: "Show every grant, limit, namespace, capability, mask and seccomp rule of a container or agent",
 		Long: `Print the sandbox of a container (by name) or of an agent from the agent file,
 as a flat list to audit top to bottom. An agent name with one running
-container (e.g. the one 'clawrun serve' runs) inspects that container. For a running container clawrun also
+container (e.g. the one 'clawrun serve' runs) inspects that container; with
+several, name one of them. For a running container clawrun also
 reads /proc of its init process and checks that seccomp, no_new_privileges,
 empty capabilities and separate namespaces are really in force, that its
 network namespace has no interface but lo and no route out, and, for an
@@ -118,8 +119,14 @@ still hold it; a mismatch makes inspect fail.`,
 			// An agent with one running container (the one serve runs)
 			// is inspected live; otherwise an agent name shows its plan.
 			name := args[0]
-			if n, rerr := rt.Resolve(name); rerr == nil {
+			n, rerr := rt.Resolve(name)
+			switch {
+			case rerr == nil:
 				name = n
+			case !errors.Is(rerr, runtime.ErrNotFound):
+				// Several running containers of the agent: the plan
+				// alone would pass for an audit of what runs.
+				return rerr
 			}
 			rep, err := rt.Inspect(name)
 			if errors.Is(err, runtime.ErrNotFound) {
