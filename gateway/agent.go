@@ -465,6 +465,7 @@ func (a *agent) countAttempts(ids []string, reason string) {
 	}
 	for _, at := range atts {
 		if at.GaveUp {
+			delete(a.partial, at.Entry.Message.ID) // never delivered again
 			a.log.Error("gave up on a message after repeated agent failures", "id", at.Entry.Message.ID,
 				"attempts", at.Entry.Attempts, "reason", reason)
 		} else {
