@@ -75,6 +75,9 @@ func (a *agent) backoff(failures int32) time.Duration {
 
 // run keeps the agent running until ctx ends.
 func (a *agent) run(ctx context.Context) {
+	if !a.settleSuspects(ctx) {
+		return
+	}
 	starts := 0
 	for ctx.Err() == nil {
 		proc, err := a.g.o.Runner.Start(ctx, a.plan)
@@ -114,6 +117,53 @@ func (a *agent) run(ctx context.Context) {
 			return
 		}
 	}
+}
+
+// settleSuspects looks up, before the agent first starts, the replies that
+// the run before a crash of serve may have posted (the messages queued at
+// startup, suspects): a reply there whole is recorded and the message is
+// not delivered again; one there in part keeps its found parts (partial)
+// so that only the rest of the new reply is posted. It runs before the
+// agent starts, not while it serves, so that a lookup waiting out a rate
+// limit holds up no reply and no exit of the agent, only its first
+// start. It reports false when ctx ended: a lookup cut short by a stop is
+// no answer, and the message stays queued for the next start's lookup
+// (delivered now, its reply would be posted in full during the stop).
+func (a *agent) settleSuspects(ctx context.Context) bool {
+	pending, err := a.g.o.Store.Pending(a.name)
+	if err != nil {
+		a.log.Error("read queue", "err", err)
+		return ctx.Err() == nil
+	}
+	for _, e := range pending {
+		m := e.Message
+		if !a.g.suspects.takeReply(a.name, m.ID) {
+			continue
+		}
+		done, complete := a.g.lookup(ctx, a.log.With("id", m.ID), m.Channel, m.Thread, m.TS, a.g.replyKey(a.name, m.ID))
+		if ctx.Err() != nil {
+			return false
+		}
+		if !complete {
+			if len(done) > 0 {
+				a.partial[m.ID] = done
+			}
+			continue
+		}
+		a.log.Info("reply was posted before the restart; not delivering the message again", "id", m.ID)
+		if err := a.g.o.Store.Done(a.name, m.ID); err != nil {
+			a.log.Error("record reply posted", "id", m.ID, "err", err)
+		}
+		// The crashed run may have left its "working" reaction on the
+		// message; with no delivery, nothing else takes it off (removing
+		// one that is not there is harmless).
+		rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		if err := a.g.o.Transport.React(rctx, m.Channel, m.TS, "eyes", false); err != nil {
+			a.log.Debug("remove reaction", "id", m.ID, "err", err)
+		}
+		cancel()
+	}
+	return true
 }
 
 type sessionEnd struct {
@@ -197,7 +247,7 @@ func (a *agent) session(ctx context.Context, proc Process) sessionEnd {
 	var stopTimer, graceTimer, outputTimer <-chan time.Time
 	for replies != nil || exitedC != nil {
 		if !stopping && exitedC != nil && replies != nil && len(inflight) < a.conc {
-			a.dispatch(ctx, inflight, writes)
+			a.dispatch(inflight, writes)
 		}
 		select {
 		case <-a.wake:
@@ -288,11 +338,9 @@ func truncate(s string, n int) string {
 }
 
 // dispatch writes the oldest waiting messages not yet in flight, up to the
-// agent's concurrency. A message whose reply may have been posted by the
-// run before a crash is looked up first: if the whole reply is there it is
-// recorded as answered and not delivered again; if part of it is, only
-// the rest of the new reply is posted.
-func (a *agent) dispatch(ctx context.Context, inflight map[string]*flight, writes chan<- []byte) {
+// agent's concurrency. A message with parts of its reply already posted
+// before a restart (settleSuspects) gets only the rest posted.
+func (a *agent) dispatch(inflight map[string]*flight, writes chan<- []byte) {
 	pending, err := a.g.o.Store.Pending(a.name)
 	if err != nil {
 		a.log.Error("read queue", "err", err)
@@ -306,35 +354,6 @@ func (a *agent) dispatch(ctx context.Context, inflight map[string]*flight, write
 			continue
 		}
 		f := &flight{msg: e.Message, done: a.partial[e.Message.ID]}
-		if a.g.suspects.takeReply(a.name, e.Message.ID) {
-			m := e.Message
-			var complete bool
-			f.done, complete = a.g.lookup(ctx, a.log.With("id", m.ID), m.Channel, m.Thread, m.TS, a.g.replyKey(a.name, m.ID))
-			if ctx.Err() != nil {
-				// Stopping cut the lookup short: the message stays
-				// queued and is looked up on the next start. Delivered
-				// now, its reply would be posted in full during the stop.
-				return
-			}
-			if complete {
-				a.log.Info("reply was posted before the restart; not delivering the message again", "id", m.ID)
-				if err := a.g.o.Store.Done(a.name, m.ID); err != nil {
-					a.log.Error("record reply posted", "id", m.ID, "err", err)
-				}
-				// The crashed run may have left its "working" reaction
-				// on the message; with no delivery, nothing else takes
-				// it off (removing one that is not there is harmless).
-				rctx, cancel := context.WithTimeout(ctx, 5*time.Second)
-				if err := a.g.o.Transport.React(rctx, m.Channel, m.TS, "eyes", false); err != nil {
-					a.log.Debug("remove reaction", "id", m.ID, "err", err)
-				}
-				cancel()
-				continue
-			}
-			if len(f.done) > 0 {
-				a.partial[m.ID] = f.done
-			}
-		}
 		b, err := json.Marshal(e.Message)
 		if err != nil {
 			continue
