@@ -211,6 +211,17 @@ func (im *Images) List() ([]*rootfs.Image, error) {
 	return out, nil
 }
 
+// Untag removes the reference ref from the store for m only (see
+// Store.Remove): its base goes unless a run or container holds it, and is
+// left to prune otherwise.
+func (im *Images) Untag(ref string, m *rootfs.IDMap, inUse rootfs.InUse) (*rootfs.Image, bool, error) {
+	st, err := im.open(m)
+	if err != nil {
+		return nil, false, err
+	}
+	return st.Remove(ref, inUse)
+}
+
 // Remove removes refOrID from every store that has it (see Store.Remove):
 // the image and whether any of its bases went.
 func (im *Images) Remove(refOrID string, inUse rootfs.InUse) (*rootfs.Image, bool, error) {

@@ -59,11 +59,23 @@ func resolveImageFor(g *globals, p *policy.Plan, plat *v1.Platform) (*policy.Pla
 		return img, nil
 	}
 	// The base must fit the agent's id map, which depends on the user the
-	// image's config may name: resolve with the map the agent file alone
-	// gives, then again if the image's user changes it. A plan whose
-	// identity fails gets unpacker bases; Prepare reports why it fails.
+	// image's config may name (and its /etc/passwd, for a name): resolve
+	// with the map the agent file alone gives, then again if the image's
+	// user changes it. A plan whose identity fails gets unpacker bases;
+	// Prepare reports why it fails.
 	guess, _ := runtime.ResolveIdentity(p, st.Host)
-	img, err := resolve(guess.ImageMap())
+	first := guess.ImageMap()
+	// A base of the image unpacked before, for any map, already says whom
+	// it runs as: then the first resolve takes the right map, and a run
+	// does not unpack (or fetch) the image for a map it will not use.
+	if seen, err := st.Get(p.Image, first); err == nil {
+		if hp, err := withImageConfig(p, seen); err == nil {
+			if hid, err := runtime.ResolveIdentity(hp, st.Host); err == nil {
+				first = hid.ImageMap()
+			}
+		}
+	}
+	img, err := resolve(first)
 	if err != nil {
 		return nil, err
 	}
@@ -72,7 +84,15 @@ func resolveImageFor(g *globals, p *policy.Plan, plat *v1.Platform) (*policy.Pla
 		return nil, err
 	}
 	id, _ := runtime.ResolveIdentity(np, st.Host)
-	if !rootfs.SameMap(id.ImageMap(), guess.ImageMap()) {
+	if !rootfs.SameMap(id.ImageMap(), first) {
+		if first != nil {
+			// That base was unpacked only to read the image's user: the
+			// reference leaves its store, so that prune can take the base
+			// (a full copy) once no run or container holds it.
+			if _, _, err := st.Untag(p.Image, first, func() ([]string, error) { return imagesInUse(g) }); err != nil {
+				fmt.Fprintf(os.Stderr, "clawrun: agent %s: %v\n", p.Name, err)
+			}
+		}
 		if img, err = resolve(id.ImageMap()); err != nil {
 			return nil, err
 		}

@@ -1,0 +1,67 @@
+package test
+
+import (
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-containerregistry/pkg/v1/mutate"
+)
+
+// An image whose config runs as another user than the default agent id
+// (here nobody, 65534) needs a base for that user's id map. The first run
+// unpacks the image for the default map to read whom it runs as, then for
+// the right one; the first base then loses its reference, so prune takes
+// it, and later runs go straight to the right base without unpacking.
+func TestImageUserPicksTheMapOnce(t *testing.T) {
+	e := newEnv(t)
+	if isRoot() {
+		withRootRange(t, e) // without a range there is one (unpacker) map only
+	}
+	img := agentImage(t)
+	cf, err := img.ConfigFile()
+	if err != nil {
+		t.Fatal(err)
+	}
+	cf = cf.DeepCopy()
+	cf.Config.User = "65534:65534"
+	cf.Config.Entrypoint, cf.Config.Cmd = []string{"/bin/sh", "-c"}, []string{`echo "runs as $(id -u):$(id -g)"`}
+	if img, err = mutate.ConfigFile(img, cf); err != nil {
+		t.Fatal(err)
+	}
+	writeLayout(t, filepath.Join(e.dir, "layout"), img)
+	e.writeFile("clawrun.yaml", `agents:
+  usernobody:
+    image: oci-layout:./layout
+`)
+	if !strings.Contains(e.ok("inspect", "usernobody"), "subordinate ids from /etc/subuid") {
+		t.Fatal("the agent got no subordinate ids: nothing to test")
+	}
+	first := e.run("run", "usernobody")
+	if first.code != 0 || !strings.Contains(first.stdout, "runs as 65534:65534") {
+		t.Fatalf("first run: %s", first)
+	}
+	named := 0
+	for _, b := range e.images() {
+		if len(b.Refs) > 0 {
+			named++
+		}
+	}
+	if named != 1 {
+		t.Errorf("after the first run %d bases are named by the reference, want only the one for the image's user: %+v", named, e.images())
+	}
+	e.ok("image", "prune")
+	if bases := e.images(); len(bases) != 1 {
+		t.Fatalf("after prune: %+v, want the image's user's base alone", bases)
+	}
+	again := e.run("run", "usernobody")
+	if again.code != 0 || !strings.Contains(again.stdout, "runs as 65534:65534") {
+		t.Fatalf("second run: %s", again)
+	}
+	if strings.Contains(again.stderr, "layer 1/") {
+		t.Errorf("the second run unpacked the image again:\n%s", again.stderr)
+	}
+	if bases := e.images(); len(bases) != 1 {
+		t.Errorf("after the second run: %+v, want still one base", bases)
+	}
+}
