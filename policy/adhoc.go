@@ -23,6 +23,7 @@ type AdHocOptions struct {
 	Memory        string   // size, e.g. 256M; empty for no limit
 	CPUs          float64  // 0 for no limit
 	Pids          int64    // 0 for no limit
+	Enforce       string   // limits.enforce: "", strict or best-effort
 	Env           []string // KEY=VAL
 	Workdir       string   // default /
 	User          string   // "uid" or "uid:gid"; empty leaves UserSet false
@@ -148,6 +149,14 @@ func AdHoc(o AdHocOptions, opts ...Option) (*Plan, error) {
 			c.add(0, "--pids", "%v", err)
 		} else {
 			p.Limits.Pids = o.Pids
+		}
+	}
+
+	if o.Enforce != "" {
+		if e, err := parseEnforce(o.Enforce); err != nil {
+			c.add(0, "--enforce", "%v", err)
+		} else {
+			p.Limits.Enforce = e
 		}
 	}
 

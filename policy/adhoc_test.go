@@ -73,6 +73,7 @@ func TestAdHocBad(t *testing.T) {
 		{"memory small", func(o *AdHocOptions) { o.Memory = "1k" }, "--memory", "minimum"},
 		{"cpus", func(o *AdHocOptions) { o.CPUs = -1 }, "--cpus", "from 0.01"},
 		{"pids", func(o *AdHocOptions) { o.Pids = -3 }, "--pids", "at least 1"},
+		{"enforce", func(o *AdHocOptions) { o.Enforce = "maybe" }, "--enforce", `invalid enforce "maybe": use strict`},
 		{"env no =", func(o *AdHocOptions) { o.Env = []string{"FOO"} }, "--env", "not KEY=VALUE"},
 		{"env key", func(o *AdHocOptions) { o.Env = []string{"1=x"} }, "--env", "invalid variable name"},
 		{"env dup", func(o *AdHocOptions) { o.Env = []string{"A=1", "A=2"} }, "--env", "twice"},
@@ -184,5 +185,18 @@ func TestAdHocImage(t *testing.T) {
 	}
 	if _, err := p.WithImage("/r", "sha256:x", ImageDefaults{}); err == nil || !strings.Contains(err.Error(), "-- CMD...") {
 		t.Errorf("no command anywhere: %v", err)
+	}
+}
+
+// --enforce best-effort is limits.enforce of an agent file.
+func TestAdHocEnforce(t *testing.T) {
+	f := newFixture(t)
+	t.Chdir(f.dir)
+	p, err := AdHoc(AdHocOptions{Name: "x", Rootfs: "rootfs", Command: []string{"/agent"}, Memory: "64M", Enforce: "best-effort"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !p.Limits.BestEffort() || p.Limits.MemoryBytes != 64<<20 {
+		t.Errorf("limits %+v, want 64M best-effort", p.Limits)
 	}
 }

@@ -125,6 +125,18 @@ func TestRootlessCgroupV2(t *testing.T) {
 		if strings.Contains(err.Error(), "limits.memory") {
 			t.Errorf("delegated memory limit named as refused: %v", err)
 		}
+		// An ad-hoc run has no agent file to edit: the hint names its flags.
+		adhoc := testPlan()
+		adhoc.Source = ""
+		err = r.checkLimits(adhoc, r.cgroupsPath(adhoc, "rev"))
+		for _, w := range []string{"ad-hoc run reviewer", "limits.cpus cannot be enforced rootless", "--enforce best-effort", "drop --memory, --cpus and --pids", "clawrun doctor"} {
+			if err == nil || !strings.Contains(err.Error(), w) {
+				t.Errorf("ad-hoc error lacks %q: %v", w, err)
+			}
+		}
+		if err != nil && strings.Contains(err.Error(), "remove them from the agent file") {
+			t.Errorf("ad-hoc error points at an agent file: %v", err)
+		}
 		// Without a cpu limit the rest is enforced by the cgroup.
 		p.Limits.CPUs = 0
 		if cg := r.cgroupsPath(p, "rev"); cg != leaf {

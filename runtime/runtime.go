@@ -165,6 +165,12 @@ func (r *Runtime) checkLimits(p *policy.Plan, cgroupsPath string) error {
 		return nil
 	}
 	names, why := r.notDelegated(p)
+	if p.Source == "" {
+		// An ad-hoc run (run --rootfs/--image) has no agent file: point
+		// at the flags the user can actually change.
+		return fmt.Errorf("ad-hoc run %s: %s cannot be enforced rootless: %s; run as root, or add --enforce best-effort to approximate them with rlimits, or drop --memory, --cpus and --pids ('clawrun doctor' shows which limits this host enforces)",
+			p.Name, strings.Join(names, ", "), why)
+	}
 	return fmt.Errorf("agent %s: %s cannot be enforced rootless: %s; run as root, or set limits.enforce: best-effort to approximate them with rlimits, or remove them from the agent file ('clawrun doctor' shows which limits this host enforces)",
 		p.Name, strings.Join(names, ", "), why)
 }

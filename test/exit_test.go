@@ -251,3 +251,30 @@ func TestLimitsBestEffort(t *testing.T) {
 		t.Fatalf("inspect of the agent:\n%s", out)
 	}
 }
+
+// An ad-hoc run takes --enforce best-effort as an agent file takes
+// limits.enforce: rootless on this cgroup v1 host, --memory then becomes
+// RLIMIT_DATA, and without it the run is refused with that flag named.
+func TestAdHocEnforceBestEffort(t *testing.T) {
+	e := newEnv(t)
+	limits := e.ok("run", "--rootfs", baseRootfs, "--memory", "64M", "--enforce", "best-effort", "--", "/bin/cat", "/proc/self/limits")
+	var data string
+	for _, l := range strings.Split(limits, "\n") {
+		if strings.HasPrefix(l, "Max data size") {
+			data = strings.Join(strings.Fields(strings.TrimPrefix(l, "Max data size")), " ")
+		}
+	}
+	if isRoot() {
+		if !strings.HasPrefix(data, "unlimited") {
+			t.Errorf("as root the cgroup enforces --memory, yet Max data size is %q", data)
+		}
+		return
+	}
+	if data != "67108864 67108864 bytes" {
+		t.Errorf("Max data size %q under --memory 64M --enforce best-effort:\n%s", data, limits)
+	}
+	r := e.run("run", "--rootfs", baseRootfs, "--memory", "64M", "--", "/bin/true")
+	if r.code != 125 || !strings.Contains(r.stderr, "add --enforce best-effort") {
+		t.Errorf("strict ad-hoc limit rootless on cgroup v1: %s", r)
+	}
+}

@@ -61,6 +61,11 @@ func newBundleCmd(g *globals) *cobra.Command {
 		Short: "Write an OCI bundle (config.json + rootfs) that runc can also run",
 		Long: `Write DIR/config.json and a copy of the agent's root filesystem in DIR/rootfs.
 'runc run -b DIR ID' then runs the same sandbox clawrun would.
+
+Rootless, give runc a state directory it may write ('runc --root DIR'; its
+default is $XDG_RUNTIME_DIR/runc) and bundle an agent with idmap: single:
+runc 1.1 (Debian 12) cannot run a spec whose container root is a subordinate
+id, it fails with "fchown fd N: operation not permitted".
 ` + egressBundleHelp,
 		Args: cobra.ExactArgs(2),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -130,9 +135,15 @@ still hold it; a mismatch makes inspect fail.`,
 			}
 			rep, err := rt.Inspect(name)
 			if errors.Is(err, runtime.ErrNotFound) {
-				prep, perr := prepareAgent(g, args[0])
+				p, lerr := loadAgent(g, args[0])
+				if lerr != nil {
+					return fmt.Errorf("no container %q, and no agent of that name could be loaded: %w", args[0], lerr)
+				}
+				// The agent exists but cannot run here (a limit this host
+				// cannot enforce, a missing command): say that, not "no agent".
+				prep, perr := rt.Prepare(p, args[0])
 				if perr != nil {
-					return fmt.Errorf("%q is neither a container nor an agent in the agent file: %w", args[0], perr)
+					return fmt.Errorf("no container %q, and agent %s cannot run on this host: %w", args[0], args[0], perr)
 				}
 				rep, err = runtime.Describe(args[0], prep), nil
 				imageLine(g, rep, prep.Plan, prep.Identity)

@@ -24,6 +24,7 @@ type runFlags struct {
 	plat    string
 	mounts  []string
 	memory  string
+	enforce string
 	pids    int64
 	cpus    float64
 	env     []string
@@ -35,7 +36,7 @@ type runFlags struct {
 func newRunCmd(g *globals) *cobra.Command {
 	f := &runFlags{}
 	cmd := &cobra.Command{
-		Use:   "run [-d] [--name N] AGENT [-- CMD...]\n  clawrun run --rootfs DIR [--mount SRC:DST[:ro|rw]]... [--memory 256M] [--pids 64] [--cpus 0.5] [--name N] [-d] -- CMD...\n  clawrun run --image REF [--entrypoint PROG] [--platform os/arch] [ad-hoc flags] [-- CMD...]",
+		Use:   "run [-d] [--name N] AGENT [-- CMD...]\n  clawrun run --rootfs DIR [--mount SRC:DST[:ro|rw]]... [--memory 256M] [--pids 64] [--cpus 0.5] [--enforce best-effort] [--name N] [-d] -- CMD...\n  clawrun run --image REF [--entrypoint PROG] [--platform os/arch] [ad-hoc flags] [-- CMD...]",
 		Short: "Run an agent (or an ad-hoc sandbox) in a new container",
 		Long: `Run the agent AGENT from the agent file in a new rootless container.
 
@@ -75,6 +76,7 @@ Cmd (--entrypoint '' runs CMD alone). --rootfs and --image are exclusive.`,
 	fl.StringVar(&f.plat, "platform", "", "ad-hoc --image: os/arch[/variant] to take from an image index (default linux/<host arch>)")
 	fl.StringArrayVar(&f.mounts, "mount", nil, "ad-hoc: grant SRC:DST[:ro|rw] (read-only unless rw)")
 	fl.StringVar(&f.memory, "memory", "", "ad-hoc: memory limit, e.g. 256M")
+	fl.StringVar(&f.enforce, "enforce", "", "ad-hoc: strict (default) or best-effort: what a limit the host cannot enforce with a cgroup becomes (best-effort: an rlimit, as limits.enforce)")
 	fl.Int64Var(&f.pids, "pids", 0, "ad-hoc: maximum number of processes")
 	fl.Float64Var(&f.cpus, "cpus", 0, "ad-hoc: CPU quota in cores, e.g. 0.5")
 	fl.StringArrayVarP(&f.env, "env", "e", nil, "ad-hoc: environment variable KEY=VALUE")
@@ -123,15 +125,15 @@ func planForRun(g *globals, f *runFlags, args []string, dash int, entrySet bool)
 		p, err := policy.AdHoc(policy.AdHocOptions{
 			Name: name, Rootfs: f.rootfs, Image: f.image, Entrypoint: entry, EntrypointSet: entrySet,
 			Command: cmdArgs, Mounts: f.mounts,
-			Memory: f.memory, CPUs: f.cpus, Pids: f.pids, Env: f.env, Workdir: f.workdir, User: f.user,
+			Memory: f.memory, CPUs: f.cpus, Pids: f.pids, Enforce: f.enforce, Env: f.env, Workdir: f.workdir, User: f.user,
 		}, policyOptions(g)...)
 		if err != nil {
 			return nil, err
 		}
 		return resolveImageFor(g, p, plat)
 	}
-	if len(f.mounts) > 0 || f.memory != "" || f.pids != 0 || f.cpus != 0 || len(f.env) > 0 || f.workdir != "" || f.user != "" || entrySet || f.plat != "" {
-		return nil, errors.New("--mount, --memory, --pids, --cpus, --env, --workdir, --user, --entrypoint and --platform are for ad-hoc runs with --rootfs or --image; for an agent, set them in the agent file")
+	if len(f.mounts) > 0 || f.memory != "" || f.pids != 0 || f.cpus != 0 || f.enforce != "" || len(f.env) > 0 || f.workdir != "" || f.user != "" || entrySet || f.plat != "" {
+		return nil, errors.New("--mount, --memory, --pids, --cpus, --enforce, --env, --workdir, --user, --entrypoint and --platform are for ad-hoc runs with --rootfs or --image; for an agent, set them in the agent file")
 	}
 	if len(args) == 0 {
 		return nil, errors.New("name the agent to run (clawrun run AGENT), or use --rootfs DIR or --image REF -- CMD... for an ad-hoc sandbox")
