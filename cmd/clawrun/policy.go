@@ -47,7 +47,11 @@ func newPolicyCmd(g *globals) *cobra.Command {
 'clawrun run' does before it creates anything: the schema, the host allowlist,
 blocked paths, self-edit protection, capabilities, seccomp and Slack routes.
 Every problem is printed on its own line with the rule that refused it, and
-clawrun exits 1; a file without problems gets a summary and exit 0.
+clawrun exits 1; a file without problems gets a summary and exit 0. The
+summary also says, agent by agent, whether this host can run it as declared
+(a WARN names what 'clawrun run' would refuse here, e.g. limits that cannot
+be enforced rootless); that does not change the exit code, since the file
+may be meant for another host.
 
 The allowlist is $CLAWRUN_ALLOWLIST, or ` + allowlistLocation() + `
 (see docs/allowlist.md); --allowlist checks against another one.`,
@@ -81,7 +85,7 @@ The allowlist is $CLAWRUN_ALLOWLIST, or ` + allowlistLocation() + `
 				}
 				return &exitError{exitFailure, fmt.Errorf("%s: %d %s; nothing was run", path, len(fes), noun)}
 			}
-			printSummary(cmd.OutOrStdout(), path, f)
+			printSummary(cmd.OutOrStdout(), path, f, hostCheck(g))
 			return nil
 		},
 	}
@@ -107,7 +111,28 @@ func printViolations(w io.Writer, fes []*policy.FieldError) {
 	}
 }
 
-func printSummary(w io.Writer, path string, f *policy.File) {
+// hostCheck says, for a valid agent, whether this host can run it as
+// declared (limits it cannot enforce, a missing command, a user that needs
+// subordinate ids): what 'clawrun run' would refuse after the policy. ""
+// when it can; nil when the runtime itself is unavailable. Image agents
+// are not resolved (that could pull), so they are not checked here.
+func hostCheck(g *globals) func(p *policy.Plan) string {
+	rt, err := g.runtime()
+	if err != nil {
+		return nil
+	}
+	return func(p *policy.Plan) string {
+		if p.Image != "" {
+			return "not checked (an image agent is checked when its image is resolved: clawrun inspect " + p.Name + ")"
+		}
+		if _, err := rt.Prepare(p, p.Name+"-check"); err != nil {
+			return "WARN: " + err.Error()
+		}
+		return ""
+	}
+}
+
+func printSummary(w io.Writer, path string, f *policy.File, host func(*policy.Plan) string) {
 	noun := "agents"
 	if len(f.Order) == 1 {
 		noun = "agent"
@@ -149,6 +174,13 @@ func printSummary(w io.Writer, path string, f *policy.File) {
 		}
 		if r := p.Slack; r != nil {
 			fmt.Fprintf(w, "    slack         %s\n", strings.Join(r.Describe(), "; "))
+		}
+		if host != nil {
+			msg := host(p)
+			if msg == "" {
+				msg = "OK: this host can run it as declared"
+			}
+			fmt.Fprintf(w, "    this host     %s\n", msg)
 		}
 	}
 }

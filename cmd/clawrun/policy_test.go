@@ -47,9 +47,21 @@ func TestPolicyCheck(t *testing.T) {
 	if err := os.WriteFile(good, []byte("agents:\n  demo:\n    rootfs: rootfs\n    command: [/agent]\n    grants: [{host: data, path: /data, mode: rw}]\n    slack: {channels: [C0123ABC]}\n"), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	out, code := policyCheck(t, "--allowlist", allow, good)
+	state := []string{"--root", filepath.Join(dir, "state"), "--data", filepath.Join(dir, "state-data")}
+	out, code := policyCheck(t, append(state, "--allowlist", allow, good)...)
 	if code != 0 || !strings.Contains(out, "OK, 1 agent") || !strings.Contains(out, "/data <- "+filepath.Join(dir, "data")+" (rw)") || !strings.Contains(out, "channels C0123ABC") {
 		t.Fatalf("good file: exit %d\n%s", code, out)
+	}
+	// The file is valid, but this host cannot run the agent: its command
+	// is not in the (empty) root filesystem. A warning, not a failure.
+	if !strings.Contains(out, "this host     WARN: ") || !strings.Contains(out, "/agent") {
+		t.Errorf("good file with a missing command: no host warning:\n%s", out)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "rootfs", "agent"), []byte("#!/bin/sh\n"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if out, _ := policyCheck(t, append(state, "--allowlist", allow, good)...); !strings.Contains(out, "this host     OK: this host can run it as declared") {
+		t.Errorf("runnable agent: no host OK line:\n%s", out)
 	}
 
 	bad := filepath.Join(dir, "bad.yaml")
