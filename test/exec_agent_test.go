@@ -4,7 +4,6 @@ import (
 	"fmt"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/clawrun/clawrun/test/fakeslack"
 )
@@ -58,13 +57,7 @@ func TestExecServeAgent(t *testing.T) {
 	startServe(t, e, fs, 1)
 	// serve logs "agent started" as it starts the container; wait until
 	// the container runs.
-	deadline := time.Now().Add(30 * time.Second)
-	for !serveContainerRuns(e) {
-		if time.Now().After(deadline) {
-			t.Fatalf("serve's container never ran: %+v", e.ps())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	waitFor(t, "serve's container to run", func() bool { return serveContainerRuns(e) })
 	out := e.ok("exec", "echo", "/bin/sh", "-c", "tr '\\0' ' ' < /proc/1/cmdline")
 	if !strings.Contains(out, "/agent -status") {
 		t.Errorf("exec echo ran beside %q, want the agent serve started", out)
