@@ -151,8 +151,10 @@ type source struct {
 	// compressed: layers are checked against the manifest's digests and
 	// sizes; docker-archive has no manifest digests, only diff IDs.
 	compressed bool
-	platform   v1.Platform // the platform asked for: the config must match
-	wantID     string      // docker-archive@sha256:ID: the config must hash to it
+	// remote: layers come from a registry, through the blob cache.
+	remote   bool
+	platform v1.Platform // the platform asked for: the config must match
+	wantID   string      // docker-archive@sha256:ID: the config must hash to it
 }
 
 // open resolves ref to one image, for the store's platform. Registry pulls
@@ -218,7 +220,7 @@ func (s *Store) openRemote(ctx context.Context, ref ImageRef, plat v1.Platform) 
 	if err != nil {
 		return nil, fmt.Errorf("pull %s: %w", ref.Name, err)
 	}
-	return &source{img: img, manifest: d.String(), top: desc.Digest.String(), compressed: true}, nil
+	return &source{img: img, manifest: d.String(), top: desc.Digest.String(), compressed: true, remote: true}, nil
 }
 
 // openLayout picks the image of an OCI layout: the one named by digest, or

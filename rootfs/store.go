@@ -29,6 +29,9 @@ import (
 //	tmp/                unpacks in progress; renamed into sha256/ when done
 //	lock                serialises changes of the index and the bases
 //
+// and, shared by the stores of every map, the blob cache (BlobDir) of the
+// compressed layers pulled from registries.
+//
 // A base is keyed by the image ID, the digest of the image's config, which
 // names its layers by their uncompressed digests: the same image pulled
 // from a registry and loaded from `docker save` shares one base. A base is
@@ -69,6 +72,10 @@ type Store struct {
 	// Platform is the one taken from an image index (and that an image
 	// must be for); nil means linux/<host arch>. See platform.go.
 	Platform *v1.Platform
+	// BlobDir caches the compressed layer blobs of registry pulls, shared
+	// by the stores of every map (DATA/images/blobs; see blobCache). "":
+	// layers always come from the registry.
+	BlobDir string
 }
 
 // MappedStoreDir is where the store of bases mapped through m lives, below
@@ -118,17 +125,21 @@ type Image struct {
 }
 
 type imageRecord struct {
-	ID           string      `json:"id"`                 // sha256 of the config
-	Manifest     string      `json:"manifest,omitempty"` // manifest digest; none for docker-archive
-	Source       string      `json:"source"`             // the reference it was unpacked from
-	Created      time.Time   `json:"created,omitzero"`   // from the image config
-	Unpacked     time.Time   `json:"unpacked"`
-	OS           string      `json:"os,omitempty"`
-	Architecture string      `json:"architecture,omitempty"`
-	Layers       []string    `json:"layers"` // diff IDs, bottom first
-	Size         int64       `json:"size"`   // bytes of regular files written
-	Devices      int         `json:"devices_skipped,omitempty"`
-	Config       ImageConfig `json:"config"`
+	ID           string    `json:"id"`                 // sha256 of the config
+	Manifest     string    `json:"manifest,omitempty"` // manifest digest; none for docker-archive
+	Source       string    `json:"source"`             // the reference it was unpacked from
+	Created      time.Time `json:"created,omitzero"`   // from the image config
+	Unpacked     time.Time `json:"unpacked"`
+	OS           string    `json:"os,omitempty"`
+	Architecture string    `json:"architecture,omitempty"`
+	Layers       []string  `json:"layers"` // diff IDs, bottom first
+	// Blobs are the manifest's compressed layer digests, bottom first,
+	// which keep their blobs in the cache from prune (PruneBlobs). Absent
+	// for docker-archive and in records from before the cache.
+	Blobs   []string    `json:"blobs,omitempty"`
+	Size    int64       `json:"size"` // bytes of regular files written
+	Devices int         `json:"devices_skipped,omitempty"`
+	Config  ImageConfig `json:"config"`
 	// Ownership is nil in bases unpacked before it was recorded; they
 	// were unpacked the same way (see Image.Ownership).
 	Ownership *Ownership `json:"ownership,omitempty"`
@@ -327,6 +338,7 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 	}
 	prog := newProgress(s.Progress)
 	diffIDs := cf.RootFS.DiffIDs
+	var blobs []string
 	if src.compressed {
 		m, err := src.img.Manifest()
 		if err != nil {
@@ -340,15 +352,27 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 				return err
 			}
 			what := fmt.Sprintf("layer %d/%d (%s)", i+1, len(m.Layers), d.Digest)
+			blobs = append(blobs, d.Digest.String())
 			l, err := src.img.LayerByDigest(d.Digest)
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
-			rc, err := l.Compressed()
+			var rc io.ReadCloser
+			keep := func() {}
+			if src.remote && s.BlobDir != "" {
+				var cl *cachedLayer
+				cl, err = blobCache{s.BlobDir}.layer(d.Digest.String(), d.Size, l.Compressed)
+				rc, keep = cl, func() { cl.keep() }
+			} else {
+				rc, err = l.Compressed()
+			}
 			if err != nil {
 				return fmt.Errorf("%s: %w", what, err)
 			}
 			err = applyLayer(u, rc, d.Digest.String(), d.Size, diffIDs[i].String(), what, prog.layer(i, len(m.Layers), d.Digest.String(), d.Size))
+			if err == nil {
+				keep() // verified: the blob may enter the cache
+			}
 			rc.Close()
 			if err != nil {
 				return err
@@ -379,7 +403,7 @@ func (s *Store) unpack(ctx context.Context, r ImageRef, src *source, id string, 
 	rec := imageRecord{
 		ID: id, Manifest: src.manifest, Source: r.String(), Created: cf.Created.Time, Unpacked: time.Now().UTC(),
 		OS: cf.OS, Architecture: cf.Architecture, Size: u.written, Devices: u.skipped,
-		Ownership: own,
+		Ownership: own, Blobs: blobs,
 		Config: ImageConfig{
 			Entrypoint: cf.Config.Entrypoint, Cmd: cf.Config.Cmd, Env: cf.Config.Env,
 			WorkingDir: cf.Config.WorkingDir, User: cf.Config.User,

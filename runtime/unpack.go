@@ -74,6 +74,9 @@ func (im *Images) open(m *rootfs.IDMap) (*rootfs.Store, error) {
 		}
 	}
 	st.Progress, st.MaxSize, st.Map, st.Platform = im.Progress, im.MaxSize, m, im.Platform
+	// One blob cache for every map: a registry image unpacked for one map
+	// is not fetched again for another.
+	st.BlobDir = filepath.Join(im.Dir, "blobs")
 	if m != nil && im.Host.Rootless() {
 		// In the user namespace the unpack runs in, host ids have their
 		// outer-namespace numbers (0 = the user, 1.. = the range).
@@ -271,6 +274,10 @@ func (im *Images) Prune(inUse rootfs.InUse) ([]string, error) {
 			errs = append(errs, err)
 		}
 	}
+	// Blobs go after the bases, so those just pruned no longer keep theirs.
+	if _, err := rootfs.PruneBlobs(all[0].BlobDir, all); err != nil {
+		errs = append(errs, err)
+	}
 	return ids, errors.Join(errs...)
 }
 
@@ -286,6 +293,7 @@ type imageRequest struct {
 	MaxSize  int64         `json:"max_size,omitempty"`
 	Platform *v1.Platform  `json:"platform,omitempty"`
 	Progress bool          `json:"progress,omitempty"`
+	BlobDir  string        `json:"blob_dir,omitempty"`
 }
 
 // imageResult is what the operation gave, sent back on fd 4.
@@ -337,6 +345,7 @@ func (im *Images) do(ctx context.Context, st *rootfs.Store, req imageRequest) (i
 	}
 	req.Dir, req.Map, req.Chown, req.MaxSize, req.Platform = st.Dir, st.Map, st.Chown, st.MaxSize, st.Platform
 	req.Progress = st.Progress != nil
+	req.BlobDir = st.BlobDir
 	return im.inUserns(req)
 }
 
@@ -414,7 +423,7 @@ func ServeImageStore() {
 	} else if err == nil {
 		var st *rootfs.Store
 		if st, err = rootfs.OpenStore(req.Dir); err == nil {
-			st.Map, st.Chown, st.MaxSize, st.Platform = req.Map, req.Chown, req.MaxSize, req.Platform
+			st.Map, st.Chown, st.MaxSize, st.Platform, st.BlobDir = req.Map, req.Chown, req.MaxSize, req.Platform, req.BlobDir
 			if req.Progress {
 				st.Progress = os.Stderr
 			}

@@ -4,8 +4,6 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
-
-	"github.com/google/go-containerregistry/pkg/v1/mutate"
 )
 
 // An image whose config runs as another user than the default agent id
@@ -18,17 +16,7 @@ func TestImageUserPicksTheMapOnce(t *testing.T) {
 	if isRoot() {
 		withRootRange(t, e) // without a range there is one (unpacker) map only
 	}
-	img := agentImage(t)
-	cf, err := img.ConfigFile()
-	if err != nil {
-		t.Fatal(err)
-	}
-	cf = cf.DeepCopy()
-	cf.Config.User = "65534:65534"
-	cf.Config.Entrypoint, cf.Config.Cmd = []string{"/bin/sh", "-c"}, []string{`echo "runs as $(id -u):$(id -g)"`}
-	if img, err = mutate.ConfigFile(img, cf); err != nil {
-		t.Fatal(err)
-	}
+	img := nobodyImage(t)
 	writeLayout(t, filepath.Join(e.dir, "layout"), img)
 	e.writeFile("clawrun.yaml", `agents:
   usernobody:

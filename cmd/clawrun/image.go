@@ -304,7 +304,7 @@ func newImageInspectCmd(g *globals) *cobra.Command {
 func newImagePruneCmd(g *globals) *cobra.Command {
 	return &cobra.Command{
 		Use:   "prune",
-		Short: "Delete unpacked images that no reference names and no container uses",
+		Short: "Delete unpacked images that no reference names and no container uses, and cached layer blobs no image lists",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			st, err := g.imageStore()
