@@ -5,6 +5,8 @@ GO        ?= $(shell command -v go 2>/dev/null || echo /usr/local/go/bin/go)
 TAGS      := seccomp
 TEST_USER ?= clawrun-test
 BIN       := bin
+# The version clawrun reports: the commit (and -dirty) of this checkout.
+VERSION   ?= $(shell git describe --always --dirty 2>/dev/null || echo dev)
 export CGO_ENABLED := 1
 
 .PHONY: all build deps test test-unit test-integration test-provision test-cgroupv2 demo bench lint clean
@@ -17,7 +19,7 @@ deps:
 
 build: deps
 	@mkdir -p $(BIN)
-	$(GO) build -tags $(TAGS) -trimpath -ldflags='-s -w' -o $(BIN)/clawrun ./cmd/clawrun
+	$(GO) build -tags $(TAGS) -trimpath -ldflags='-s -w -X main.version=$(VERSION)' -o $(BIN)/clawrun ./cmd/clawrun
 	CGO_ENABLED=0 $(GO) build -o $(BIN)/echo-agent ./examples/echo-agent
 
 lint: deps

@@ -46,6 +46,10 @@ func checkNames(p *specs.LinuxSeccomp) error {
 	return nil
 }
 
+// LibraryVersion is the version of the libseccomp clawrun runs with
+// (clawrun version shows it: the kernel filter is compiled by it).
+func LibraryVersion() string { return libseccompVersion() }
+
 func libseccompVersion() string {
 	major, minor, micro := libseccomp.GetLibraryVersion()
 	return fmt.Sprintf("%d.%d.%d", major, minor, micro)

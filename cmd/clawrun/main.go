@@ -9,6 +9,8 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	goruntime "runtime"
+	"runtime/debug"
 	"strconv"
 
 	"github.com/opencontainers/runc/libcontainer"
@@ -21,6 +23,7 @@ import (
 
 	"github.com/clawrun/clawrun/rootfs"
 	"github.com/clawrun/clawrun/runtime"
+	"github.com/clawrun/clawrun/seccomp"
 )
 
 func init() {
@@ -145,18 +148,64 @@ func defaultDataDir() string {
 	return filepath.Join(os.TempDir(), "clawrun-data-"+strconv.Itoa(os.Geteuid()))
 }
 
+// version is set at link time for releases (-ldflags "-X main.version=V");
+// a build from a git checkout also names its commit (versionText).
 var version = "dev"
 
 func newVersionCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "version",
-		Short: "Print clawrun's version",
-		Args:  cobra.NoArgs,
+		Short: "Print clawrun's version, its commit and what it is built on",
+		Long: `Print clawrun's version and, for a build from a git checkout, its commit
+(marked modified when the tree had uncommitted changes), then the Go
+version and the versions of runc's libcontainer, the OCI runtime-spec and
+the libseccomp library it runs with: what a bug report needs.`,
+		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			fmt.Fprintln(cmd.OutOrStdout(), "clawrun", version)
+			bi, _ := debug.ReadBuildInfo()
+			fmt.Fprint(cmd.OutOrStdout(), versionText(version, bi, seccomp.LibraryVersion()))
 			return nil
 		},
 	}
+}
+
+// versionText formats clawrun version from the build information (nil
+// when the binary has none).
+func versionText(v string, bi *debug.BuildInfo, libseccomp string) string {
+	line := "clawrun " + v
+	deps := map[string]string{}
+	goVersion := "unknown"
+	if bi != nil {
+		goVersion = bi.GoVersion
+		var rev, modified string
+		for _, s := range bi.Settings {
+			switch s.Key {
+			case "vcs.revision":
+				rev = s.Value
+			case "vcs.modified":
+				modified = s.Value
+			}
+		}
+		if rev != "" {
+			line += " (commit " + rev[:min(12, len(rev))]
+			if modified == "true" {
+				line += ", modified"
+			}
+			line += ")"
+		}
+		for _, d := range bi.Deps {
+			deps[d.Path] = d.Version
+		}
+	}
+	dep := func(path string) string {
+		if v := deps[path]; v != "" {
+			return v
+		}
+		return "unknown"
+	}
+	return fmt.Sprintf("%s\n%s %s/%s\nlibcontainer %s (github.com/opencontainers/runc), runtime-spec %s, libseccomp %s\n",
+		line, goVersion, goruntime.GOOS, goruntime.GOARCH,
+		dep("github.com/opencontainers/runc"), dep("github.com/opencontainers/runtime-spec"), libseccomp)
 }
 
 // writeJSON is every command's --json output: indented, one document.
