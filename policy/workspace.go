@@ -3,8 +3,6 @@ package policy
 import (
 	"fmt"
 	"path/filepath"
-
-	"gopkg.in/yaml.v3"
 )
 
 // WorkspacePath is where an agent's persistent workspace appears inside its
@@ -40,17 +38,11 @@ func (p *Plan) WithWritableRoot(dir string) (*Plan, error) {
 	return &c, nil
 }
 
-// flag reads an optional true/false field.
+// flag reads an optional true/false field (false when absent).
 func (l *loader) flag(m *fields, path, key string) bool {
-	v := m.get(key)
-	if v == nil {
-		return false
-	}
-	if v.Kind != yaml.ScalarNode || v.ShortTag() != "!!bool" {
-		l.c.add(v.Line, join(path, key), "must be true or false, not %s", describe(v))
-		return false
-	}
-	return v.Value == "true" || v.Value == "True" || v.Value == "TRUE"
+	var b bool
+	l.boolField(m, path, key, &b)
+	return b
 }
 
 // workspace sets up agents.NAME.workspace: true. The host directory is

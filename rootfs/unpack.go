@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/internal/units"
 )
 
 // Bounds of an unpack. A layer is a compressed stream chosen by whoever
@@ -498,15 +500,5 @@ func removeTree(p string) error {
 	return os.RemoveAll(p)
 }
 
-func formatBytes(n int64) string {
-	const unit = 1024
-	if n < unit {
-		return fmt.Sprintf("%d B", n)
-	}
-	div, exp := int64(unit), 0
-	for m := n / unit; m >= unit; m /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f %ciB", float64(n)/float64(div), "KMGTPE"[exp])
-}
+// formatBytes is a size in prose ("8.0 GiB") for progress and messages.
+func formatBytes(n int64) string { return units.Bytes(uint64(max(n, 0)), " ") }

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/cobra"
 	"golang.org/x/sys/unix"
 
+	"github.com/clawrun/clawrun/internal/units"
 	"github.com/clawrun/clawrun/policy"
 	"github.com/clawrun/clawrun/runtime"
 )
@@ -180,18 +181,8 @@ func fmtCPU(ns uint64) string {
 	return time.Duration(ns).Round(time.Millisecond).String()
 }
 
-func fmtBytes(b uint64) string {
-	const unit = 1024
-	if b < unit {
-		return fmt.Sprintf("%dB", b)
-	}
-	div, exp := uint64(unit), 0
-	for n := b / unit; n >= unit; n /= unit {
-		div *= unit
-		exp++
-	}
-	return fmt.Sprintf("%.1f%ciB", float64(b)/float64(div), "KMGTPE"[exp])
-}
+// fmtBytes is a size in a table cell ("3.0MiB").
+func fmtBytes(b uint64) string { return units.Bytes(b, "") }
 
 // fmtThrottle reads "throttled periods/periods, time": how often the cpu
 // quota stopped the agent, and for how long in total.
