@@ -103,26 +103,34 @@ func exitStatus(m *Meta, st *os.ProcessState) *ExitStatus {
 }
 
 // oomKills reads the OOM kill counter of the cgroup at path (relative to
-// the hierarchy under mount): oom_kill in memory.oom_control on cgroup v1
-// (Linux 4.13 and later), in memory.events on v2. Every run pays for it
-// when its agent exits, so it reads that one file, not the cgroup's whole
-// statistics (CgroupReader.Read). 0 when the file or line is missing.
+// the hierarchy under mount): memory.oom_control on cgroup v1, memory.events
+// on v2. Every run pays for it when its agent exits, so it reads that one
+// file, not the cgroup's whole statistics (CgroupReader.Read). 0 when the
+// file or its line is missing.
 func oomKills(mount string, unified bool, path string) uint64 {
 	f := filepath.Join(mount, "memory", path, "memory.oom_control")
 	if unified {
 		f = filepath.Join(mount, path, "memory.events")
 	}
-	b, err := os.ReadFile(f)
+	n, _ := readOOMKill(f)
+	return n
+}
+
+// readOOMKill reads the "oom_kill N" line of a memory.oom_control (v1,
+// Linux 4.13 and later) or memory.events (v2) file; ok is false when the
+// file or the line is missing, so an old kernel's count is unknown, not 0.
+func readOOMKill(file string) (n uint64, ok bool) {
+	b, err := os.ReadFile(file)
 	if err != nil {
-		return 0
+		return 0, false
 	}
 	for _, line := range strings.Split(string(b), "\n") {
-		if v, ok := strings.CutPrefix(line, "oom_kill "); ok {
-			n, _ := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
-			return n
+		if v, found := strings.CutPrefix(line, "oom_kill "); found {
+			n, err := strconv.ParseUint(strings.TrimSpace(v), 10, 64)
+			return n, err == nil
 		}
 	}
-	return 0
+	return 0, false
 }
 
 // foregroundExit hands how a foreground run's agent ended to o.Exited (a

@@ -1,7 +1,6 @@
 package runtime
 
 import (
-	"bytes"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -144,9 +143,8 @@ func (c cgroupV1Reader) Read(path string) (*Usage, error) {
 	}
 	// oom_kill appeared in memory.oom_control with Linux 4.13; before that
 	// the count is unknown, not zero.
-	if b, err := os.ReadFile(filepath.Join(c.root, "memory", path, "memory.oom_control")); err == nil &&
-		bytes.Contains(append([]byte("\n"), b...), []byte("\noom_kill ")) && m.MemoryOomControl != nil {
-		u.OOMKills = ptr(m.MemoryOomControl.OomKill)
+	if n, ok := readOOMKill(filepath.Join(c.root, "memory", path, "memory.oom_control")); ok {
+		u.OOMKills = ptr(n)
 	}
 	if m.Pids != nil {
 		u.Pids = ptr(m.Pids.Current)
