@@ -84,8 +84,7 @@ func (im *Images) open(m *rootfs.IDMap) (*rootfs.Store, error) {
 		subG, _ := firstRange(im.Host.SubGIDs)
 		st.Chown = &rootfs.IDMap{UIDs: toOuter(m.UIDs, im.Host.UID, subU), GIDs: toOuter(m.GIDs, im.Host.GID, subG)}
 		st.RemoveTree = func(p string) error {
-			_, err := im.inUserns(imageRequest{Op: "rmtree", Dir: st.Dir, Path: p})
-			return err
+			return removeInUserns(im.Host, st.Dir, p)
 		}
 	}
 	return st, nil
