@@ -16,10 +16,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/clawrun/clawrun/internal/syncbuf"
 )
 
 // mapResolver is the only stand-in of the tests: it maps test names to
@@ -42,23 +43,8 @@ func (m *mapResolver) LookupNetIP(_ context.Context, _, host string) ([]netip.Ad
 	return out, nil
 }
 
-// syncBuffer is a log writer safe for concurrent use.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+// syncBuffer is the proxy's log sink, with readers of its JSON records.
+type syncBuffer struct{ syncbuf.Buffer }
 
 // records parses the log; every line must be a Record.
 func (b *syncBuffer) records(t *testing.T) []Record {

@@ -1,7 +1,6 @@
 package gateway
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -13,6 +12,7 @@ import (
 	"time"
 
 	"github.com/clawrun/clawrun/chat"
+	"github.com/clawrun/clawrun/internal/syncbuf"
 	"github.com/clawrun/clawrun/policy"
 )
 
@@ -217,7 +217,7 @@ func TestLookupErrorFallsBackToPosting(t *testing.T) {
 	log := &postLog{}
 	tr := newKeyedMem(log, &keyTags{})
 	tr.lookupErr = errors.New("missing_scope")
-	var logs syncBuf
+	var logs syncbuf.Buffer
 	store := openStore(t, dir)
 	defer store.Close()
 	d := &deliveries{}
@@ -362,22 +362,4 @@ func TestStopDuringLookupDoesNotDeliver(t *testing.T) {
 	if n, _ := store.QueueLen("a"); n != 1 {
 		t.Fatalf("%d messages queued after the stop, want 1 (looked up again on the next start)", n)
 	}
-}
-
-// syncBuf is a log sink for several goroutines.
-type syncBuf struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (s *syncBuf) Write(p []byte) (int, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.Write(p)
-}
-
-func (s *syncBuf) String() string {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	return s.b.String()
 }

@@ -1,17 +1,17 @@
 package test
 
 import (
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"os"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	cgroupsv3 "github.com/containerd/cgroups/v3"
 	"golang.org/x/sys/unix"
+
+	"github.com/clawrun/clawrun/internal/syncbuf"
 )
 
 type doctorReport struct {
@@ -221,19 +221,4 @@ func TestStats(t *testing.T) {
 
 // syncBuffer collects a child's output (a container's, serve's stderr) while
 // the test reads it.
-type syncBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *syncBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *syncBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
+type syncBuffer = syncbuf.Buffer
