@@ -33,15 +33,7 @@ func fakeDelegatedHost(t *testing.T, controllers, enabled string) (*Runtime, str
 		// mkdir, the kernel would.
 		"sys/fs/cgroup/user@1000.service/clawrun/cgroup.subtree_control": "",
 	}
-	for f, c := range files {
-		p := filepath.Join(root, f)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(c), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, root, files)
 	deleg := filepath.Join(root, "sys/fs/cgroup/user@1000.service")
 	if os.Geteuid() == 0 {
 		err := filepath.Walk(deleg, func(p string, _ os.FileInfo, err error) error {

@@ -1,8 +1,6 @@
 package runtime
 
 import (
-	"os"
-	"path/filepath"
 	"testing"
 )
 
@@ -10,18 +8,11 @@ import (
 // missing file or line (an old kernel, no memory controller) as none.
 func TestOOMKills(t *testing.T) {
 	mount := t.TempDir()
-	write := func(rel, content string) {
-		p := filepath.Join(mount, rel)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	write("memory/clawrun/a/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n")
-	write("memory/clawrun/old/memory.oom_control", "oom_kill_disable 0\nunder_oom 0\n")
-	write("clawrun/b/memory.events", "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n")
+	writeTree(t, mount, map[string]string{
+		"memory/clawrun/a/memory.oom_control":   "oom_kill_disable 0\nunder_oom 0\noom_kill 3\n",
+		"memory/clawrun/old/memory.oom_control": "oom_kill_disable 0\nunder_oom 0\n",
+		"clawrun/b/memory.events":               "low 0\nhigh 0\nmax 12\noom 2\noom_kill 2\noom_group_kill 0\n",
+	})
 	for _, c := range []struct {
 		unified bool
 		path    string

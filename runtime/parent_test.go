@@ -14,15 +14,7 @@ import (
 // fakeCgroupfs writes files below root/sys/fs/cgroup.
 func fakeCgroupfs(t *testing.T, files map[string]string) string {
 	root := t.TempDir()
-	for name, content := range files {
-		p := filepath.Join(root, "sys/fs/cgroup", name)
-		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
-			t.Fatal(err)
-		}
-		if err := os.WriteFile(p, []byte(content), 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
+	writeTree(t, filepath.Join(root, "sys/fs/cgroup"), files)
 	return root
 }
 
